@@ -1,0 +1,53 @@
+# The README's two commands. Each one alone, on a fresh clone, does all the set-up it needs.
+#   make book   install into .venv, build the HTML book with every notebook run in full mode
+#   make test   install into .venv, run the unit tests, every notebook (fast mode) under nbval,
+#               and open each page of a fast build of the book in headless Chromium
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+FAST_DIR := _build/fast
+TIMEOUT ?= 900
+# A kernel profile that silences ipykernel 7's "running over TCP" warning on stderr.
+export IPYTHONDIR := $(CURDIR)/.ipython
+
+.PHONY: book test install chromium clean benchmark
+
+install: $(STAMP)
+
+# Torch first: on machines that hold the local CPU wheel of torch 2.13.0 this takes it
+# (a bare "torch" could pull a multi-GB CUDA build); elsewhere PyPI's build for the platform.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "torch==2.13.0" || $(PY) -m pip install --quiet "torch>=2.1"
+	$(PY) -m pip install --quiet -e ".[book,test]"
+	touch $(STAMP)
+
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
+	@echo "The book is in _build/html/index.html"
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+# Fast book: same sources, a config that re-executes every notebook (jupyter-cache does not
+# see the fast-mode variable, so a cached full-mode run must not be reused here).
+$(FAST_DIR)/_config.yml: _config.yml
+	mkdir -p $(FAST_DIR)
+	sed -e 's/^\(  execute_notebooks:\).*/\1 force/' _config.yml > $@
+
+test: $(STAMP) chromium $(FAST_DIR)/_config.yml
+	INTRO_DGM_FAST=1 $(VENV)/bin/jupyter-book build . --config $(FAST_DIR)/_config.yml \
+	  --path-output $(FAST_DIR) --warningiserror --keep-going
+	INTRO_DGM_FAST=1 INTRO_DGM_BOOK_HTML=$(FAST_DIR)/_build/html $(PY) -m pytest \
+	  --nbval-lax --nbval-current-env --nbval-cell-timeout=$(TIMEOUT) tests notebooks
+
+benchmark: $(STAMP)
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf _build

@@ -1,0 +1,13 @@
+"""intro_dgm: latent variable models from first principles to working code.
+
+The package behind the book: every notebook imports from here. Modules, bottom to top:
+``utils`` and ``distributions``; ``data`` and ``nets``; ``priors``; ``models``;
+``training`` and ``evaluation``; ``checkpoints``; ``plotting``; ``cli``.
+"""
+__version__ = "0.1.0"
+
+
+def load_model(directory):
+    """Load the trained model saved by ``intro-dgm train --out DIR``, in eval mode."""
+    from .checkpoints import load_model as _load
+    return _load(directory)

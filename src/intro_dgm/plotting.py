@@ -1,0 +1,91 @@
+"""Figures for the book. Every function returns a ``matplotlib.figure.Figure``.
+
+Functions draw; they never train or evaluate. Images come as ``(N, H*W)`` rows.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+
+def _numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def image_grid(images, image_shape=(8, 8), nrow: int | None = None, titles=None,
+               vmin: float = 0.0, vmax: float | None = None, title: str | None = None,
+               scale: float = 0.7):
+    """A grid of grey-scale images (one row of ``images`` each)."""
+    images = _numpy(images).reshape(-1, *image_shape)
+    n = images.shape[0]
+    nrow = nrow or int(np.ceil(np.sqrt(n)))
+    ncol = int(np.ceil(n / nrow))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(scale * ncol, scale * nrow + (0.3 if title else 0)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i], cmap="Greys", vmin=vmin, vmax=vmax, interpolation="nearest")
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(pad=0.2)
+    return fig
+
+
+def compare_rows(rows: dict, image_shape=(8, 8), vmax: float | None = None, scale: float = 0.7):
+    """Several rows of images with a label each, e.g. ``{"data": x, "reconstruction": r}``."""
+    ncol = max(_numpy(v).shape[0] for v in rows.values())
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(scale * ncol + 1.2, scale * len(rows)),
+                             squeeze=False)
+    for r, (label, imgs) in enumerate(rows.items()):
+        imgs = _numpy(imgs).reshape(-1, *image_shape)
+        for c in range(ncol):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < imgs.shape[0]:
+                ax.imshow(imgs[c], cmap="Greys", vmin=0, vmax=vmax, interpolation="nearest")
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    fig.tight_layout(pad=0.2)
+    return fig
+
+
+def learning_curves(history, title: str | None = None):
+    """Training and validation loss per epoch, with the epoch whose weights were kept."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    epochs = np.arange(1, history.epochs + 1)
+    ax.plot(epochs, history.train_loss, label="train")
+    ax.plot(epochs, history.val_loss, label="validation")
+    ax.axvline(history.best_epoch + 1, color="grey", ls="--", lw=1,
+               label=f"best epoch ({history.best_epoch + 1})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss = -ELBO (nats per example)")
+    lo = min(min(history.train_loss), min(history.val_loss))
+    ax.set_ylim(lo - 5, np.percentile(history.val_loss + history.train_loss, 95) + 5)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def latent_scatter(z, labels=None, ax=None, title: str | None = None, s: float = 6):
+    """Scatter of 2-D latent codes, coloured by label when given."""
+    z = _numpy(z)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    else:
+        fig = ax.figure
+    sc = ax.scatter(z[:, 0], z[:, 1], c=None if labels is None else _numpy(labels),
+                    cmap="tab10", s=s, alpha=0.8)
+    if labels is not None:
+        fig.colorbar(sc, ax=ax, fraction=0.046)
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    ax.set_aspect("equal")
+    if title:
+        ax.set_title(title)
+    return fig

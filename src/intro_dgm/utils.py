@@ -1,0 +1,83 @@
+"""Small helpers every other module may use: device, seeding, fast mode, validation.
+
+Nothing here imports from the rest of the package (it is the bottom of the import graph).
+"""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+#: The one environment variable that switches the notebooks (and CI) to fast mode.
+FAST_MODE_ENV = "INTRO_DGM_FAST"
+
+
+def fast_mode() -> bool:
+    """True when ``INTRO_DGM_FAST`` is set to a true value (``1``, ``true``, ``yes``)."""
+    return os.environ.get(FAST_MODE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """The device to compute on: CUDA when available, else Apple's MPS, else the CPU.
+
+    Args:
+        prefer: force a device name (``"cpu"``, ``"cuda"``...); ``None`` picks automatically.
+    """
+    if prefer is not None:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) and return a seeded CPU generator.
+
+    Same seed, same numbers: every random choice in the package either draws from the
+    global PyTorch generator seeded here or from an explicit ``torch.Generator``.
+    """
+    check_int(seed, "seed", minimum=0)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    return torch.Generator().manual_seed(seed)
+
+
+def sum_except_batch(x: torch.Tensor) -> torch.Tensor:
+    """Sum over every dimension but the first: ``(B, ...) -> (B,)``."""
+    return x.reshape(x.shape[0], -1).sum(dim=1)
+
+
+def check_int(value, name: str, minimum: int | None = None) -> int:
+    """Raise a clear error unless ``value`` is an integer (>= ``minimum`` when given)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_tensor(x, name: str, ndim: int | None = None, last_dim: int | None = None,
+                 floating: bool = True) -> torch.Tensor:
+    """Validate a tensor argument: type, number of dimensions, trailing size, finiteness.
+
+    Raises:
+        TypeError: ``x`` is not a tensor, or not floating point when ``floating``.
+        ValueError: wrong ``ndim`` / ``last_dim``, or NaN/inf entries.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if floating and not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating point tensor, got dtype {x.dtype}")
+    if ndim is not None and x.dim() != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
+    if last_dim is not None and x.shape[-1] != last_dim:
+        raise ValueError(
+            f"{name} must have size {last_dim} in its last dimension, got shape {tuple(x.shape)}")
+    if x.is_floating_point() and not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return x
