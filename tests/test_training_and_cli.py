@@ -148,3 +148,30 @@ def test_missing_checkpoint_error(tmp_path):
         intro_dgm.load_model(tmp_path)
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "nope")
+
+
+def _tiny_train_args(out, seed=0):
+    return ["train", "--latent-dim", "2", "--hidden", "16", "--seed", str(seed), "--max-epochs", "2",
+            "--k", "5", "--out", str(out), "--quiet"]
+
+
+def test_cli_same_seed_same_metrics(tmp_path, capsys):
+    runs = []
+    for name in ("a", "b"):
+        assert main(_tiny_train_args(tmp_path / name)) == 0
+        m = json.loads((tmp_path / name / "metrics.json").read_text())
+        runs.append({k: v for k, v in m.items() if "seconds" not in k})
+    assert runs[0] == runs[1]
+
+
+def test_cli_writes_nothing_when_the_run_fails(tmp_path, monkeypatch, capsys):
+    import intro_dgm.cli as cli
+
+    def broken(*args, **kwargs):
+        raise ValueError("evaluation failed on purpose")
+
+    monkeypatch.setattr(cli, "iwae_log_likelihood", broken)
+    out = tmp_path / "run"
+    assert main(_tiny_train_args(out)) == 2
+    assert "evaluation failed on purpose" in capsys.readouterr().err
+    assert not (out / "metrics.json").exists() and not (out / "checkpoint.pt").exists()

@@ -49,8 +49,10 @@ def iwae_log_likelihood(model: nn.Module, x: torch.Tensor, k: int = 1000,
         model: provides ``log_weights(x, k) -> (B, k)``.
         x: ``(N, D)`` data.
         k: number of importance samples per example (``K >= 1``; ``K = 1`` is the ELBO).
-        chunk_size: samples drawn at once for every example; default keeps one chunk of
-            ``batch_size * chunk_size`` decoder evaluations near 200k (memory bound).
+        chunk_size: samples drawn at once for every example; the default keeps one chunk
+            of ``batch_size * chunk_size`` decoder evaluations near 16k: the decoder's outputs
+            then stay small enough for the CPU caches (200k at once ran 2x slower here,
+            see benchmarks/run.py).
         batch_size: examples at once (default: all of ``x`` up to 512).
     """
     check_tensor(x, "x", ndim=2)
@@ -58,7 +60,7 @@ def iwae_log_likelihood(model: nn.Module, x: torch.Tensor, k: int = 1000,
     batch_size = min(x.shape[0], 512) if batch_size is None else check_int(
         batch_size, "batch_size", minimum=1)
     if chunk_size is None:
-        chunk_size = max(1, min(k, 200_000 // batch_size))
+        chunk_size = max(1, min(k, 16_384 // batch_size))
     check_int(chunk_size, "chunk_size", minimum=1)
     model.eval()
     dev = _device(model)
