@@ -19,13 +19,7 @@ import math
 import torch
 from torch import nn
 
-from .utils import check_int, check_tensor
-
-
-def _device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
+from .utils import check_int, check_tensor, module_device
 
 
 @torch.no_grad()
@@ -34,7 +28,7 @@ def elbo(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Ten
     check_tensor(x, "x", ndim=2)
     check_int(batch_size, "batch_size", minimum=1)
     model.eval()
-    dev = _device(model)
+    dev = module_device(model)
     return torch.cat([model.loss(x[i:i + batch_size].to(dev))["elbo"].cpu()
                       for i in range(0, x.shape[0], batch_size)])
 
@@ -63,7 +57,7 @@ def iwae_log_likelihood(model: nn.Module, x: torch.Tensor, k: int = 1000,
         chunk_size = max(1, min(k, 16_384 // batch_size))
     check_int(chunk_size, "chunk_size", minimum=1)
     model.eval()
-    dev = _device(model)
+    dev = module_device(model)
     out = []
     for i in range(0, x.shape[0], batch_size):
         xb = x[i:i + batch_size].to(dev)
@@ -86,5 +80,5 @@ def active_units(model: nn.Module, x: torch.Tensor, threshold: float = 1e-2) -> 
     ``threshold`` (Burda et al., 2016): units the encoder actually uses."""
     check_tensor(x, "x", ndim=2)
     model.eval()
-    mu_e, _ = model.encoder(x.to(_device(model)))
+    mu_e, _ = model.encoder(x.to(module_device(model)))
     return int((mu_e.var(dim=0) > threshold).sum().item())

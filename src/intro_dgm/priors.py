@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .distributions import kl_normal_diag, log_normal_diag, log_standard_normal
-from .utils import check_int, check_tensor
+from .utils import check_int, check_tensor, module_device
 
 
 class Prior(nn.Module):
@@ -29,9 +29,7 @@ class Prior(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        for t in list(self.parameters()) + list(self.buffers()):
-            return t.device
-        return torch.device("cpu")
+        return module_device(self)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """``ln p(z)`` for ``z`` of shape ``(B, L)``; returns ``(B,)``."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .utils import check_int, get_device, seed_everything
+from .utils import check_int, get_device, module_device, seed_everything
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax, "adamw": torch.optim.AdamW}
 
@@ -40,7 +40,7 @@ class History:
 @torch.no_grad()
 def mean_loss(model: nn.Module, loader, device: torch.device | str | None = None) -> float:
     """Mean of ``model.loss(x)["loss"]`` over every example the loader yields."""
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else module_device(model)
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
@@ -50,12 +50,6 @@ def mean_loss(model: nn.Module, loader, device: torch.device | str | None = None
         count += x.shape[0]
     model.train(was_training)
     return total / count
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
 
 
 def fit(model: nn.Module, train_loader, val_loader=None, *, lr: float = 1e-3,

@@ -34,6 +34,13 @@ def get_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def module_device(module: torch.nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (the CPU if it has none)."""
+    for t in [*module.parameters(), *module.buffers()]:
+        return t.device
+    return torch.device("cpu")
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and PyTorch (CPU and CUDA) and return a seeded CPU generator.
 
