@@ -88,7 +88,7 @@ def train(args) -> dict:
     likelihood = "categorical" if split.num_vals > 2 else "bernoulli"
     config = VAEConfig(input_dim=split.dim, num_vals=split.num_vals, latent_dim=args.latent_dim,
                        hidden=tuple(args.hidden), likelihood=likelihood, prior=args.prior)
-    config_cls, builder = MODELS[args.model]
+    _, builder = MODELS[args.model]
     seed_everything(args.seed)
     model = builder(config)
     history = fit(model, TensorLoader(split.train, args.batch_size, shuffle=True, seed=args.seed),
