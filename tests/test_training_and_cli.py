@@ -164,12 +164,12 @@ def test_cli_same_seed_same_metrics(tmp_path, capsys):
 
 
 def test_cli_writes_nothing_when_the_run_fails(tmp_path, monkeypatch, capsys):
-    import intro_dgm.cli as cli
+    import intro_dgm.experiments as experiments
 
     def broken(*args, **kwargs):
         raise ValueError("evaluation failed on purpose")
 
-    monkeypatch.setattr(cli, "iwae_log_likelihood", broken)
+    monkeypatch.setattr(experiments, "iwae_log_likelihood", broken)
     out = tmp_path / "run"
     assert main(_tiny_train_args(out)) == 2
     assert "evaluation failed on purpose" in capsys.readouterr().err

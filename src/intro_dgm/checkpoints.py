@@ -61,6 +61,11 @@ def load_model(directory) -> torch.nn.Module:
     config = dict(payload["config"])
     if "hidden" in config:
         config["hidden"] = tuple(config["hidden"])
+    prior_kwargs = config.get("prior_kwargs") or {}
+    if prior_kwargs.get("init") == "data":
+        # The pseudo-inputs' trained values come from the state_dict below; how they were
+        # initialised no longer matters, and the training data is not needed to load.
+        config["prior_kwargs"] = {**prior_kwargs, "init": "random"}
     model = build_model(payload["model"], config)
     model.load_state_dict(payload["state_dict"])
     return model.eval()

@@ -8,16 +8,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 import torch
 
 from . import checkpoints
-from .data import DATASETS, TensorLoader, load_dataset
-from .evaluation import active_units, elbo, iwae_log_likelihood
+from .data import DATASETS, load_dataset
+from .experiments import evaluate_on_test, run_vae
 from .models import MODELS, VAEConfig
 from .priors import PRIORS
-from .training import OPTIMIZERS, fit
+from .training import OPTIMIZERS
 from .utils import check_int, seed_everything
 
 
@@ -49,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", default="vae", choices=sorted(MODELS))
     t.add_argument("--dataset", default="digits", choices=DATASETS)
     t.add_argument("--prior", default="standard", choices=sorted(PRIORS))
+    t.add_argument("--num-components", type=_positive_int("--num-components"), default=None,
+                   help="K, components of a mixture prior (mog, vampprior, gtm, gtm-vampprior; "
+                        "a perfect square for the gtm priors' 2-D grid); default 16")
+    t.add_argument("--learn-weights", action=argparse.BooleanOptionalAction, default=None,
+                   help="train the mixing weights or keep them uniform (mog, vampprior; "
+                        "default: learned for mog, uniform for vampprior)")
+    t.add_argument("--pseudo-init", choices=("random", "data"), default=None,
+                   help="vampprior: pseudo-inputs uniform at random or training images")
+    t.add_argument("--flow-layers", type=_positive_int("--flow-layers"), default=None,
+                   help="flow: number of RealNVP coupling layers (default 4)")
     t.add_argument("--latent-dim", type=_positive_int("--latent-dim"), default=16)
     t.add_argument("--hidden", type=_positive_int("--hidden"), nargs="+", default=[256, 256],
                    help="hidden units per layer of encoder and decoder")
@@ -73,13 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _test_metrics(model, split, k: int) -> dict:
-    start = time.perf_counter()
-    ll = iwae_log_likelihood(model, split.test, k=k)
-    seconds = time.perf_counter() - start
-    return {"test_elbo": elbo(model, split.test).mean().item(),
-            "test_nll_iw": -ll.mean().item(), "k": k, "eval_seconds": seconds,
-            "active_units": active_units(model, split.test)}
+def _prior_kwargs(args) -> dict:
+    """The options of ``--prior``; an option the chosen prior does not use is an error."""
+    uses = {"num_components": args.prior in ("mog", "vampprior", "gtm", "gtm-vampprior"),
+            "learn_weights": args.prior in ("mog", "vampprior"),
+            "init": args.prior == "vampprior",
+            "num_layers": args.prior == "flow"}
+    given = {"num_components": args.num_components, "learn_weights": args.learn_weights,
+             "init": args.pseudo_init, "num_layers": args.flow_layers}
+    flags = {"num_components": "--num-components", "learn_weights": "--learn-weights",
+             "init": "--pseudo-init", "num_layers": "--flow-layers"}
+    for key, value in given.items():
+        if value is not None and not uses[key]:
+            raise CLIError(f"{flags[key]} does not apply to --prior {args.prior}")
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def train(args) -> dict:
@@ -87,24 +103,14 @@ def train(args) -> dict:
     split = load_dataset(args.dataset)
     likelihood = "categorical" if split.num_vals > 2 else "bernoulli"
     config = VAEConfig(input_dim=split.dim, num_vals=split.num_vals, latent_dim=args.latent_dim,
-                       hidden=tuple(args.hidden), likelihood=likelihood, prior=args.prior)
-    _, builder = MODELS[args.model]
-    seed_everything(args.seed)
-    model = builder(config)
-    history = fit(model, TensorLoader(split.train, args.batch_size, shuffle=True, seed=args.seed),
-                  TensorLoader(split.val, 1000), lr=args.lr, optimizer=args.optimizer,
-                  max_epochs=args.max_epochs, patience=args.patience, seed=args.seed,
-                  device=args.device, progress=not args.quiet)
-    model.cpu()
-    seed_everything(args.seed)
-    metrics = {"model": args.model, "dataset": args.dataset, "prior": args.prior,
-               "latent_dim": args.latent_dim, "seed": args.seed,
-               "epochs": history.epochs, "best_epoch": history.best_epoch,
-               "best_val_loss": history.best_val_loss,
-               "seconds_per_epoch": history.seconds_per_epoch,
-               "num_params": sum(p.numel() for p in model.parameters()),
-               **_test_metrics(model, split, args.k)}
-    checkpoints.save_checkpoint(args.out, args.model, config, model,
+                       hidden=tuple(args.hidden), likelihood=likelihood, prior=args.prior,
+                       prior_kwargs=_prior_kwargs(args))
+    run = run_vae(config, split, args.seed, lr=args.lr, optimizer=args.optimizer,
+                  batch_size=args.batch_size, max_epochs=args.max_epochs,
+                  patience=args.patience, k=args.k, device=args.device,
+                  progress=not args.quiet)
+    metrics = {"model": args.model, "dataset": args.dataset, **run.metrics}
+    checkpoints.save_checkpoint(args.out, args.model, config, run.model,
                                 extra={"dataset": args.dataset, "seed": args.seed})
     checkpoints.write_metrics(args.out, metrics)  # last: its presence means "finished"
     return metrics
@@ -115,7 +121,7 @@ def evaluate(args) -> dict:
     model = checkpoints.load_model(args.directory)
     split = load_dataset(payload["extra"].get("dataset", "digits"))
     seed_everything(args.seed)
-    return _test_metrics(model, split, args.k)
+    return evaluate_on_test(model, split.test, args.k)
 
 
 def main(argv=None) -> int:

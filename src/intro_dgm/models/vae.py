@@ -17,7 +17,7 @@ from torch import nn
 
 from ..distributions import log_bernoulli, log_categorical, log_normal_diag
 from ..nets import Rescale, mlp
-from ..priors import Prior, StandardPrior, make_prior
+from ..priors import PRIORS, Prior, StandardPrior, make_prior
 from ..utils import check_int, check_tensor
 
 
@@ -225,8 +225,15 @@ class VAEConfig:
                              f"got {self.likelihood!r}")
 
 
-def build_vae(config: VAEConfig) -> VAE:
-    """The book's VAE: MLP encoder and decoder with ``config.hidden`` units, LeakyReLU."""
+def build_vae(config: VAEConfig, data: torch.Tensor | None = None) -> VAE:
+    """The book's VAE: MLP encoder and decoder with ``config.hidden`` units, LeakyReLU.
+
+    Args:
+        config: the hyperparameters; ``config.prior`` names a prior in ``PRIORS`` and
+            ``config.prior_kwargs`` holds its options (e.g. ``num_components``).
+        data: training data ``(N, D)``, needed (and only accepted) when the prior is
+            initialised from data (``prior_kwargs["init"] == "data"``, VampPrior).
+    """
     c = config
     if c.likelihood == "gaussian":
         enc_in: nn.Module = nn.Identity()
@@ -242,5 +249,15 @@ def build_vae(config: VAEConfig) -> VAE:
         decoder = BernoulliDecoder(mlp(c.latent_dim, c.hidden[::-1], c.input_dim), c.input_dim)
     else:
         decoder = GaussianDecoder(mlp(c.latent_dim, c.hidden[::-1], c.input_dim), c.input_dim)
-    prior = make_prior(c.prior, c.latent_dim, **c.prior_kwargs)
+    kwargs = dict(c.prior_kwargs)
+    if c.prior in PRIORS and getattr(PRIORS[c.prior], "uses_encoder", False):
+        if c.likelihood != "gaussian":
+            kwargs.setdefault("input_range", (0.0, float(c.num_vals - 1)))
+        if kwargs.get("init") == "data":
+            kwargs["data"] = data
+            data = None
+    if data is not None:  # never accept an argument and then not use it
+        raise ValueError("data is only used by a prior initialised from data "
+                         "(prior='vampprior', prior_kwargs={'init': 'data'})")
+    prior = make_prior(c.prior, c.latent_dim, encoder=encoder, input_dim=c.input_dim, **kwargs)
     return VAE(encoder, decoder, prior)
