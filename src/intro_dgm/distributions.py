@@ -33,6 +33,14 @@ def log_standard_normal(x: torch.Tensor) -> torch.Tensor:
     return -0.5 * (LOG_2PI + x**2).sum(dim=-1)
 
 
+def entropy_normal_diag(log_var: torch.Tensor) -> torch.Tensor:
+    r"""Entropy :math:`H[\mathcal{N}(\mu, \mathrm{diag}\,\sigma^2)] = \frac12\sum_l (1 + \ln 2\pi + \ln\sigma_l^2)`.
+
+    Chapter: rewriting the ELBO (the conditional entropy term).
+    """
+    return 0.5 * (1.0 + LOG_2PI + log_var).sum(dim=-1)
+
+
 def log_bernoulli(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     r""":math:`\sum_d x_d \ln \theta_d + (1-x_d)\ln(1-\theta_d)` with :math:`\theta=\sigma(\text{logits})`.
 

@@ -8,6 +8,8 @@ r"""Evaluation under one protocol for every model (nats per example unless state
 
   a lower bound in expectation that tightens as K grows. Computed in chunks of samples
   with a running ``logsumexp``, so K=5000 needs the memory of one chunk.
+* :func:`elbo_decomposition` -- the ELBO rewritten with the aggregated posterior.
+* :func:`hole_mass` -- how much prior mass lies where the aggregated posterior is tiny.
 * :func:`bits_per_dim`, :func:`active_units`.
 
 A model needs ``loss(x)`` (dict of ``(B,)`` terms) and ``log_weights(x, k) -> (B, k)``.
@@ -19,6 +21,8 @@ import math
 import torch
 from torch import nn
 
+from .distributions import entropy_normal_diag
+from .priors import AggregatedPosterior, Prior
 from .utils import check_int, check_tensor, module_device
 
 
@@ -82,3 +86,56 @@ def active_units(model: nn.Module, x: torch.Tensor, threshold: float = 1e-2) -> 
     model.eval()
     mu_e, _ = model.encoder(x.to(module_device(model)))
     return int((mu_e.var(dim=0) > threshold).sum().item())
+
+
+@torch.no_grad()
+def elbo_decomposition(model: nn.Module, x: torch.Tensor, samples: int = 16) -> dict:
+    r"""The ELBO averaged over ``x``, term by term (nats per example):
+
+    .. math::
+        \mathrm{ELBO} = \underbrace{\mathbb{E}_x\mathbb{E}_{q(z|x)}[\ln p(x|z)]}_{\texttt{rec}}
+        \; - \underbrace{\mathrm{CE}[q(z)\,\|\,p(z)]}_{\texttt{cross\_entropy}}
+        \; + \underbrace{\mathbb{E}_x H[q(z|x)]}_{\texttt{cond\_entropy}},
+
+    and the cross-entropy split once more with the aggregated posterior
+    :math:`q(z) = \frac1N\sum_n q(z|x_n)` evaluated exactly (a logsumexp over all ``N``):
+    ``cross_entropy = marginal_entropy + kl_marginal`` with ``marginal_entropy`` :math:`=H[q(z)]`
+    and ``kl_marginal`` :math:`=\mathrm{KL}[q(z)\|p(z)]`; ``mutual_info`` is
+    :math:`I(x;z) = H[q(z)] - \mathbb{E}_x H[q(z|x)]` (Hoffman & Johnson, 2016).
+
+    Expectations over ``q(z|x)`` use ``samples`` draws per example, the same draws for every
+    term; the conditional entropy is exact. ``elbo`` is ``rec - cross_entropy + cond_entropy``.
+    """
+    check_tensor(x, "x", ndim=2)
+    check_int(samples, "samples", minimum=1)
+    model.eval()
+    x = x.to(module_device(model))
+    mu_e, log_var_e = model.encoder(x)
+    z = model.encoder.sample(mu_e, log_var_e, k=samples)  # (S, N, L)
+    flat = z.reshape(-1, z.shape[-1])
+    rec = model.decoder.log_prob(x, z).mean()
+    cross_entropy = -model.prior.log_prob(flat).mean()
+    cond_entropy = entropy_normal_diag(log_var_e).mean()
+    marginal_entropy = -AggregatedPosterior(mu_e, log_var_e).log_prob(flat).mean()
+    terms = {"rec": rec, "cross_entropy": cross_entropy, "cond_entropy": cond_entropy,
+             "marginal_entropy": marginal_entropy,
+             "mutual_info": marginal_entropy - cond_entropy,
+             "kl_marginal": cross_entropy - marginal_entropy,
+             "elbo": rec - cross_entropy + cond_entropy}
+    return {k: v.item() for k, v in terms.items()}
+
+
+@torch.no_grad()
+def hole_mass(prior: Prior, aggregated: Prior, n: int = 20_000, ratio: float = 0.1) -> float:
+    r"""Prior mass of the "holes": the fraction of :math:`z \sim p(z)` where the aggregated
+    posterior's density is below ``ratio`` times the prior's, :math:`q(z) < r\,p(z)`.
+
+    Such a ``z`` is generated often but was rarely the code of a training example, so the
+    decoder has not learned what to do with it. Estimated with ``n`` prior samples.
+    """
+    check_int(n, "n", minimum=1)
+    if not 0 < ratio:
+        raise ValueError(f"ratio must be > 0, got {ratio}")
+    z = prior.sample(n)
+    log_ratio = aggregated.log_prob(z.to(aggregated.device)) - prior.log_prob(z)
+    return (log_ratio < math.log(ratio)).float().mean().item()

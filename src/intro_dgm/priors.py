@@ -190,6 +190,38 @@ class VampPrior(MixturePrior):
         return self.encoder(self.pseudo_inputs)
 
 
+class AggregatedPosterior(MixturePrior):
+    r"""The aggregated posterior :math:`q(z) = \frac1N \sum_{n=1}^N q_\phi(z \mid x_n)`:
+    a mixture with one component per data point and weights :math:`1/N`.
+
+    It is the prior that maximises the ELBO for a fixed encoder (chapter: rewriting the
+    ELBO), and evaluating it costs ``N`` Gaussians per point -- why it is a yardstick here
+    and not a practical prior. Built from the encoder's outputs, it holds no parameters.
+
+    Args:
+        mu_e, log_var_e: ``(N, L)``, the encoder's outputs for the ``N`` data points.
+    """
+
+    def __init__(self, mu_e: torch.Tensor, log_var_e: torch.Tensor):
+        check_tensor(mu_e, "mu_e", ndim=2)
+        check_tensor(log_var_e, "log_var_e", ndim=2)
+        if mu_e.shape != log_var_e.shape:
+            raise ValueError(f"mu_e and log_var_e must have the same shape, got "
+                             f"{tuple(mu_e.shape)} and {tuple(log_var_e.shape)}")
+        super().__init__(mu_e.shape[1], mu_e.shape[0])
+        self.register_buffer("mu_e", mu_e.detach().clone())
+        self.register_buffer("log_var_e", log_var_e.detach().clone())
+
+    @classmethod
+    @torch.no_grad()
+    def from_encoder(cls, encoder: nn.Module, x: torch.Tensor) -> "AggregatedPosterior":
+        """``q(z)`` of ``encoder`` over the data ``x``."""
+        return cls(*encoder(x.to(module_device(encoder))))
+
+    def components(self):
+        return self.mu_e, self.log_var_e
+
+
 def initial_pseudo_inputs(init: str, data: torch.Tensor | None, num_components: int,
                           input_dim: int, input_range: tuple[float, float]) -> torch.Tensor:
     """``(K, D)`` starting values: uniform in ``input_range``, or ``K`` rows of ``data``."""
