@@ -5,7 +5,9 @@
 One protocol for all (``intro_dgm.experiments.run_vae``): the 2x256 MLP VAE with a
 categorical decoder, Adamax 1e-3, batch 64, early stopping with patience 20 on the
 validation set, then on the test set the importance-weighted NLL (K=1000), the -ELBO, the
-active units; plus the parameter count and the training seconds (1 thread per run).
+active units; plus the parameter count, the training seconds (1 thread per run) and the
+prior mass in holes (``intro_dgm.evaluation.hole_mass`` against the training set's
+aggregated posterior).
 
 Runs already in the results file are kept and skipped (delete the file to start over), so
 an interrupted comparison resumes. The file is rewritten atomically after every run.
@@ -42,14 +44,19 @@ def _one(job: tuple[str, int, int]) -> dict:
     import torch
 
     from intro_dgm.data import load_digits_split
+    from intro_dgm.evaluation import hole_mass
     from intro_dgm.experiments import run_vae
     from intro_dgm.models import VAEConfig
+    from intro_dgm.priors import AggregatedPosterior
 
     torch.set_num_threads(1)
     prior, latent_dim, seed = job
     config = VAEConfig(latent_dim=latent_dim, prior=prior, prior_kwargs=PRIORS[prior])
-    run = run_vae(config, load_digits_split(), seed, k=K, progress=False)
-    return {**run.metrics, "prior_kwargs": PRIORS[prior]}
+    split = load_digits_split()
+    run = run_vae(config, split, seed, k=K, progress=False)
+    aggregated = AggregatedPosterior.from_encoder(run.model.encoder, split.train)
+    holes = hole_mass(run.model.prior, aggregated)
+    return {**run.metrics, "hole_mass": holes, "prior_kwargs": PRIORS[prior]}
 
 
 def summarise(runs: list[dict]) -> list[dict]:
@@ -62,7 +69,8 @@ def summarise(runs: list[dict]) -> list[dict]:
                 continue
             row = {"prior": prior, "latent_dim": latent_dim, "seeds": len(group),
                    "num_params": group[0]["num_params"]}
-            for key in ("test_nll_iw", "test_elbo", "active_units", "train_seconds", "epochs"):
+            for key in ("test_nll_iw", "test_elbo", "active_units", "train_seconds", "epochs",
+                        "hole_mass"):
                 values = [float(r[key]) for r in group]
                 row[key] = statistics.mean(values)
                 row[key + "_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0

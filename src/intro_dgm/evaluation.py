@@ -10,6 +10,7 @@ r"""Evaluation under one protocol for every model (nats per example unless state
   with a running ``logsumexp``, so K=5000 needs the memory of one chunk.
 * :func:`elbo_decomposition` -- the ELBO rewritten with the aggregated posterior.
 * :func:`hole_mass` -- how much prior mass lies where the aggregated posterior is tiny.
+* :func:`log_density_grid` -- a 2-D prior's log-density on a grid, for contour plots.
 * :func:`bits_per_dim`, :func:`active_units`.
 
 A model needs ``loss(x)`` (dict of ``(B,)`` terms) and ``log_weights(x, k) -> (B, k)``.
@@ -139,3 +140,23 @@ def hole_mass(prior: Prior, aggregated: Prior, n: int = 20_000, ratio: float = 0
     z = prior.sample(n)
     log_ratio = aggregated.log_prob(z.to(aggregated.device)) - prior.log_prob(z)
     return (log_ratio < math.log(ratio)).float().mean().item()
+
+
+@torch.no_grad()
+def log_density_grid(prior: Prior, lim: float = 4.0, n: int = 200
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``ln p(z)`` of a 2-D prior on an ``n x n`` grid over ``[-lim, lim]^2``.
+
+    Returns ``(axis, log_p)``: ``axis`` of shape ``(n,)``, ``log_p`` of shape ``(n, n)``
+    indexed ``[i, j]`` = ``ln p(z_1 = axis[j], z_2 = axis[i])`` (rows are ``z_2``, as an
+    image and ``plt.contour`` expect).
+    """
+    if prior.latent_dim != 2:
+        raise ValueError(f"prior.latent_dim must be 2 for a density grid, got {prior.latent_dim}")
+    check_int(n, "n", minimum=2)
+    if not lim > 0:
+        raise ValueError(f"lim must be > 0, got {lim}")
+    axis = torch.linspace(-lim, lim, n)
+    z2, z1 = torch.meshgrid(axis, axis, indexing="ij")
+    z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1).to(prior.device)
+    return axis, prior.log_prob(z).reshape(n, n).cpu()

@@ -89,3 +89,47 @@ def latent_scatter(z, labels=None, ax=None, title: str | None = None, s: float =
     if title:
         ax.set_title(title)
     return fig
+
+
+def prior_contours(axis, log_p, z=None, ax=None, title: str | None = None, labels=None,
+                   s: float = 3, filled: bool = True):
+    """The density of a 2-D prior (from :func:`intro_dgm.evaluation.log_density_grid`) as
+    contours, with latent codes ``z`` (e.g. the aggregated posterior's samples) on top."""
+    axis, density = _numpy(axis), np.exp(_numpy(log_p))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    else:
+        fig = ax.figure
+    if filled:
+        ax.contourf(axis, axis, density, levels=12, cmap="Blues")
+    else:
+        ax.contour(axis, axis, density, levels=8, cmap="Blues", linewidths=1)
+    if z is not None:
+        z = _numpy(z)
+        ax.scatter(z[:, 0], z[:, 1], s=s, alpha=0.5, lw=0,
+                   c="tab:red" if labels is None else _numpy(labels),
+                   cmap=None if labels is None else "tab10")
+    ax.set_xlim(axis[0], axis[-1])
+    ax.set_ylim(axis[0], axis[-1])
+    ax.set_aspect("equal")
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def latent_view(axis, log_p, codes, point, image, image_shape=(8, 8), title: str | None = None,
+                vmax: float | None = None):
+    """The latent explorer's picture: the prior's contours, the aggregated posterior's codes,
+    a marked ``point`` and, next to it, the ``image`` the decoder gives for that point."""
+    fig, (ax, ax_img) = plt.subplots(1, 2, figsize=(7.5, 3.8),
+                                     gridspec_kw={"width_ratios": [1.2, 1]})
+    prior_contours(axis, log_p, codes, ax=ax, title=title)
+    ax.plot(*point, marker="x", color="black", markersize=12, mew=3)
+    ax_img.imshow(_numpy(image).reshape(image_shape), cmap="Greys", vmin=0, vmax=vmax,
+                  interpolation="nearest")
+    ax_img.set_title(f"decoded at z = ({point[0]:.1f}, {point[1]:.1f})", fontsize=10)
+    ax_img.axis("off")
+    fig.tight_layout()
+    return fig
