@@ -1,8 +1,9 @@
 """intro_dgm: latent variable models from first principles to working code.
 
 The package behind the book: every notebook imports from here. Modules, bottom to top:
-``utils`` and ``distributions``; ``data`` and ``nets``; ``priors``; ``models``;
-``training`` and ``evaluation``; ``checkpoints``; ``plotting``; ``cli``.
+``utils`` and ``distributions``; ``data``, ``nets`` and ``flows``; ``priors``; ``models``;
+``training`` and ``evaluation``; ``plotting``; ``experiments``, ``checkpoints`` and
+``widgets``; ``cli``.
 """
 __version__ = "0.1.0"
 

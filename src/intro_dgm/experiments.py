@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from .data import Split, TensorLoader
-from .evaluation import active_units, elbo, iwae_log_likelihood
+from .evaluation import active_units, elbo, iwae_log_likelihood, log_density_grid
 from .models import VAEConfig, build_vae
+from .plotting import image_grid, prior_contours
 from .training import History, fit
 from .utils import check_int, seed_everything
 
@@ -74,3 +75,23 @@ def run_vae(config: VAEConfig, split: Split, seed: int = 0, *, lr: float = 1e-3,
                "train_seconds": train_seconds, "num_params": count_parameters(model),
                **evaluate_on_test(model, split.test, k)}
     return Run(model, history, metrics)
+
+
+@torch.no_grad()
+def prior_picture(model: nn.Module, x: torch.Tensor, lim: float = 4.0, num_samples: int = 36,
+                  title: str | None = None, vmax: float | None = None, seed: int = 0):
+    """The picture of a prior page: the prior's density with one code ``z ~ q(z|x_n)`` per
+    row of ``x`` on top (the aggregated posterior), and images generated from the prior.
+
+    Returns ``(fig_density, fig_samples)``.
+    """
+    model.eval()
+    axis, log_p = log_density_grid(model.prior, lim=lim)
+    mu_e, log_var_e = model.encoder(x)
+    z = model.encoder.sample(mu_e, log_var_e)
+    fig_density = prior_contours(axis, log_p, z, title=title)
+    torch.manual_seed(seed)
+    side = int(num_samples ** 0.5)
+    fig_samples = image_grid(model.sample(num_samples, mean=True), nrow=side, vmax=vmax,
+                             title="samples (decoder means)")
+    return fig_density, fig_samples

@@ -133,3 +133,13 @@ def latent_view(axis, log_p, codes, point, image, image_shape=(8, 8), title: str
     ax_img.axis("off")
     fig.tight_layout()
     return fig
+
+
+def source_listing(obj):
+    """The source code of a class or function from the package, as a highlighted listing
+    (the book's code walk-throughs show the code that actually runs, never a copy)."""
+    import inspect
+
+    from IPython.display import Markdown
+
+    return Markdown(f"```python\n{inspect.getsource(obj).rstrip()}\n```")
