@@ -133,6 +133,15 @@ def test_cli_train_evaluate_and_load_model(tmp_path, capsys):
     (["evaluate", "X", "--k", "0"], "--k must be > 0"),
     (["evaluate", "does-not-exist"], "no checkpoint at does-not-exist"),
     ([], "a command is required"),
+    (["train", "--prior", "normal", "--out", "X"], "argument --prior: invalid choice: 'normal'"),
+    (["train", "--prior", "mog", "--pseudo-init", "data", "--out", "X"],
+     "--pseudo-init does not apply to --prior mog"),
+    (["train", "--prior", "flow", "--num-components", "4", "--out", "X"],
+     "--num-components does not apply to --prior flow"),
+    (["train", "--prior", "vampprior", "--num-components", "0", "--out", "X"],
+     "--num-components must be > 0"),
+    (["train", "--prior", "gtm", "--num-components", "10", "--latent-dim", "2", "--hidden", "8",
+      "--out", "X"], "num_components must be a perfect power"),
 ])
 def test_cli_bad_input_prints_one_line(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
@@ -174,3 +183,30 @@ def test_cli_writes_nothing_when_the_run_fails(tmp_path, monkeypatch, capsys):
     assert main(_tiny_train_args(out)) == 2
     assert "evaluation failed on purpose" in capsys.readouterr().err
     assert not (out / "metrics.json").exists() and not (out / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("prior_args", [
+    ["--prior", "vampprior", "--num-components", "4", "--pseudo-init", "data", "--learn-weights"],
+    ["--prior", "gtm-vampprior", "--num-components", "4"],
+    ["--prior", "mog", "--num-components", "3", "--no-learn-weights"],
+    ["--prior", "flow", "--flow-layers", "2"],
+])
+def test_cli_trains_and_reloads_every_kind_of_prior(tmp_path, capsys, prior_args):
+    out = tmp_path / "run"
+    assert main(_tiny_train_args(out) + prior_args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["prior"] == prior_args[1]
+    config = torch.load(out / "checkpoint.pt", weights_only=True)["config"]
+    assert config["prior"] == prior_args[1]
+    model = intro_dgm.load_model(out)  # a data-initialised prior loads without the data
+    assert type(model.prior).__name__.lower().replace("prior", "") == \
+        prior_args[1].replace("-", "").replace("prior", "")
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--k", "5"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["test_nll_iw"] == pytest.approx(metrics["test_nll_iw"], abs=1e-3)
+    if prior_args[1] == "vampprior":
+        # The data initialisation was used: the options reached the prior.
+        assert config["prior_kwargs"] == {"num_components": 4, "init": "data", "learn_weights": True}
+    if prior_args[1] == "mog":
+        assert not model.prior.learn_weights
