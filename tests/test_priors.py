@@ -7,7 +7,8 @@ import torch
 import torch.distributions as td
 
 from intro_dgm.distributions import kl_normal_diag
-from intro_dgm.evaluation import elbo, elbo_decomposition, hole_mass
+from intro_dgm.evaluation import (density_integral, elbo, elbo_decomposition, hole_mass,
+                                  log_density_grid)
 from intro_dgm.flows import AffineCoupling, realnvp
 from intro_dgm.models import VAEConfig, build_vae
 from intro_dgm.priors import (PRIORS, AggregatedPosterior, FlowPrior, GTMPrior, GTMVampPrior, MixturePrior, MoGPrior,
@@ -276,3 +277,16 @@ def test_hole_mass(small_vae, digits):
     assert 0.0 <= mass <= 1.0
     with pytest.raises(ValueError, match="ratio"):
         hole_mass(agg, agg, ratio=0.0)
+
+
+def test_density_integral_and_grid():
+    assert density_integral(StandardPrior(2), lim=8.0) == pytest.approx(1.0, abs=1e-4)
+    far = MoGPrior(2, num_components=1)
+    with torch.no_grad():
+        far.means.fill_(30.0)
+    assert density_integral(far, lim=8.0) < 1e-6  # its mass lies outside the square
+    axis, log_p = log_density_grid(_mog(), lim=3.0, n=50)
+    point = torch.tensor([[axis[7], axis[31]]])  # log_p[i, j] is at z = (axis[j], axis[i])
+    assert log_p[31, 7].item() == pytest.approx(_mog().log_prob(point).item(), abs=1e-5)
+    with pytest.raises(ValueError, match="latent_dim"):
+        log_density_grid(StandardPrior(3))

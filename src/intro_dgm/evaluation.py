@@ -10,7 +10,8 @@ r"""Evaluation under one protocol for every model (nats per example unless state
   with a running ``logsumexp``, so K=5000 needs the memory of one chunk.
 * :func:`elbo_decomposition` -- the ELBO rewritten with the aggregated posterior.
 * :func:`hole_mass` -- how much prior mass lies where the aggregated posterior is tiny.
-* :func:`log_density_grid` -- a 2-D prior's log-density on a grid, for contour plots.
+* :func:`log_density_grid` -- a 2-D prior's log-density on a grid, for contour plots;
+  :func:`density_integral` -- its Riemann sum, the check that a density integrates to one.
 * :func:`bits_per_dim`, :func:`active_units`.
 
 A model needs ``loss(x)`` (dict of ``(B,)`` terms) and ``log_weights(x, k) -> (B, k)``.
@@ -160,3 +161,11 @@ def log_density_grid(prior: Prior, lim: float = 4.0, n: int = 200
     z2, z1 = torch.meshgrid(axis, axis, indexing="ij")
     z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1).to(prior.device)
     return axis, prior.log_prob(z).reshape(n, n).cpu()
+
+
+def density_integral(prior: Prior, lim: float = 10.0, n: int = 801) -> float:
+    r"""Riemann sum of a 2-D prior's density over ``[-lim, lim]^2`` with ``n x n`` cells:
+    close to 1 for a normalised density whose mass lies inside the square."""
+    axis, log_p = log_density_grid(prior, lim, n)
+    cell = (axis[1] - axis[0]).item() ** 2
+    return (log_p.double().exp().sum() * cell).item()
