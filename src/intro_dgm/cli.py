@@ -6,6 +6,7 @@ with status 2; nothing is written unless the run finishes.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 
@@ -84,16 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _prior_kwargs(args) -> dict:
     """The options of ``--prior``; an option the chosen prior does not use is an error."""
-    uses = {"num_components": args.prior in ("mog", "vampprior", "gtm", "gtm-vampprior"),
-            "learn_weights": args.prior in ("mog", "vampprior"),
-            "init": args.prior == "vampprior",
-            "num_layers": args.prior == "flow"}
+    accepted = inspect.signature(PRIORS[args.prior]).parameters  # the prior's own options
     given = {"num_components": args.num_components, "learn_weights": args.learn_weights,
              "init": args.pseudo_init, "num_layers": args.flow_layers}
     flags = {"num_components": "--num-components", "learn_weights": "--learn-weights",
              "init": "--pseudo-init", "num_layers": "--flow-layers"}
     for key, value in given.items():
-        if value is not None and not uses[key]:
+        if value is not None and key not in accepted:
             raise CLIError(f"{flags[key]} does not apply to --prior {args.prior}")
     return {key: value for key, value in given.items() if value is not None}
 
