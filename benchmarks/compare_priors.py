@@ -4,7 +4,8 @@
 
 One protocol for all (``intro_dgm.experiments.run_vae``): the 2x256 MLP VAE with a
 categorical decoder, Adamax 1e-3, batch 64, early stopping with patience 20 on the
-validation set, then on the test set the importance-weighted NLL (K=1000), the -ELBO, the
+validation set -- once without and once with a KL warm-up of 50 epochs (as the VampPrior
+paper trained) -- then on the test set the importance-weighted NLL (K=1000), the -ELBO, the
 active units; plus the parameter count, the training seconds (1 thread per run) and the
 prior mass in holes (``intro_dgm.evaluation.hole_mass`` against the training set's
 aggregated posterior).
@@ -37,10 +38,11 @@ PRIORS = {
 }
 LATENT_DIMS = (2, 16)
 SEEDS = (0, 1, 2)
+WARMUPS = (0, 50)  # epochs of KL warm-up (0: none)
 K = 1000
 
 
-def _one(job: tuple[str, int, int]) -> dict:
+def _one(job: tuple[str, int, int, int]) -> dict:
     import torch
 
     from intro_dgm.data import load_digits_split
@@ -50,32 +52,37 @@ def _one(job: tuple[str, int, int]) -> dict:
     from intro_dgm.priors import AggregatedPosterior
 
     torch.set_num_threads(1)
-    prior, latent_dim, seed = job
+    prior, latent_dim, seed, warmup = job
     config = VAEConfig(latent_dim=latent_dim, prior=prior, prior_kwargs=PRIORS[prior])
     split = load_digits_split()
-    run = run_vae(config, split, seed, k=K, progress=False)
+    run = run_vae(config, split, seed, k=K, warmup_epochs=warmup, progress=False)
     aggregated = AggregatedPosterior.from_encoder(run.model.encoder, split.train)
     holes = hole_mass(run.model.prior, aggregated)
     return {**run.metrics, "hole_mass": holes, "prior_kwargs": PRIORS[prior]}
 
 
 def summarise(runs: list[dict]) -> list[dict]:
-    """Mean and sd over seeds for every (prior, latent_dim)."""
+    """Mean and sd over seeds for every (warm-up, prior, latent_dim)."""
     rows = []
-    for latent_dim in LATENT_DIMS:
-        for prior in PRIORS:
-            group = [r for r in runs if r["prior"] == prior and r["latent_dim"] == latent_dim]
-            if not group:
-                continue
-            row = {"prior": prior, "latent_dim": latent_dim, "seeds": len(group),
-                   "num_params": group[0]["num_params"]}
-            for key in ("test_nll_iw", "test_elbo", "active_units", "train_seconds", "epochs",
-                        "hole_mass"):
-                values = [float(r[key]) for r in group]
-                row[key] = statistics.mean(values)
-                row[key + "_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
-            rows.append(row)
+    for warmup in WARMUPS:
+        for latent_dim in LATENT_DIMS:
+            for prior in PRIORS:
+                group = [r for r in runs if r["prior"] == prior and r["latent_dim"] == latent_dim
+                         and r["warmup_epochs"] == warmup]
+                if group:
+                    rows.append(_row(group, prior, latent_dim, warmup))
     return rows
+
+
+def _row(group: list[dict], prior: str, latent_dim: int, warmup: int) -> dict:
+    row = {"prior": prior, "latent_dim": latent_dim, "warmup_epochs": warmup,
+           "seeds": len(group), "num_params": group[0]["num_params"]}
+    for key in ("test_nll_iw", "test_elbo", "active_units", "train_seconds", "epochs",
+                "hole_mass"):
+        values = [float(r[key]) for r in group]
+        row[key] = statistics.mean(values)
+        row[key + "_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    return row
 
 
 def _write(runs: list[dict], path: Path) -> None:
@@ -92,19 +99,21 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     runs = json.loads(args.out.read_text())["runs"] if args.out.exists() else []
-    done = {(r["prior"], r["latent_dim"], r["seed"]) for r in runs}
-    jobs = [(p, L, s) for L in LATENT_DIMS for p in PRIORS for s in SEEDS
-            if (p, L, s) not in done]
+    done = {(r["prior"], r["latent_dim"], r["seed"], r["warmup_epochs"]) for r in runs}
+    jobs = [(p, L, s, w) for w in WARMUPS for L in LATENT_DIMS for p in PRIORS for s in SEEDS
+            if (p, L, s, w) not in done]
     print(f"{len(done)} runs found, {len(jobs)} to go")
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for result in pool.map(_one, jobs):
             runs.append(result)
             _write(runs, args.out)
             print(f"{result['prior']:>14} L={result['latent_dim']:<3} seed={result['seed']} "
+                  f"warm-up={result['warmup_epochs']:<3} "
                   f"NLL {result['test_nll_iw']:.2f}  -ELBO {-result['test_elbo']:.2f}  "
                   f"{result['train_seconds']:.0f}s", flush=True)
     for row in summarise(runs):
-        print(f"{row['prior']:>14} L={row['latent_dim']:<3} NLL {row['test_nll_iw']:.2f} "
+        print(f"{row['prior']:>14} L={row['latent_dim']:<3} warm-up={row['warmup_epochs']:<3} "
+              f"NLL {row['test_nll_iw']:.2f} "
               f"± {row['test_nll_iw_sd']:.2f}   -ELBO {-row['test_elbo']:.2f}")
 
 

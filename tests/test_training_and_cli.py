@@ -55,6 +55,34 @@ def test_early_stopping_restores_best_epoch():
     assert (model.w.item() - 1.0) ** 2 == pytest.approx(hist.best_val_loss)
 
 
+class _Betas(_Quadratic):
+    """Records the beta it is trained with; the validation loss rises every epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.betas, self.calls = [], 0
+
+    def loss(self, x, beta=1.0):
+        if self.training:
+            self.betas.append(beta)
+            return {"loss": (self.w * 0 + beta).expand(x.shape[0])}
+        self.calls += 1
+        return {"loss": torch.full((x.shape[0],), float(self.calls))}  # worse every epoch
+
+
+def test_warmup_raises_beta_linearly_and_spends_no_patience():
+    model = _Betas()
+    data = [torch.zeros(4, 1)]
+    hist = fit(model, data, data, max_epochs=50, patience=3, warmup_epochs=10, progress=False)
+    assert model.betas[:10] == pytest.approx([(e + 1) / 10 for e in range(10)])
+    assert set(model.betas[10:]) == {1.0}
+    # The validation loss is worst-ever every epoch, so without the warm-up rule training
+    # would stop after 1 + 3 epochs; with it, patience starts counting after epoch 10.
+    assert hist.stopped_early and hist.epochs == 10 + 3 and hist.best_epoch == 0
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        fit(model, data, data, warmup_epochs=-1, progress=False)
+
+
 def test_same_seed_same_numbers(digits):
     m1, h1 = _train(digits, 7)
     m2, h2 = _train(digits, 7)
@@ -189,7 +217,7 @@ def test_cli_writes_nothing_when_the_run_fails(tmp_path, monkeypatch, capsys):
     ["--prior", "vampprior", "--num-components", "4", "--pseudo-init", "data", "--learn-weights"],
     ["--prior", "gtm-vampprior", "--num-components", "4"],
     ["--prior", "mog", "--num-components", "3", "--no-learn-weights"],
-    ["--prior", "flow", "--flow-layers", "2"],
+    ["--prior", "flow", "--flow-layers", "2", "--warmup-epochs", "1"],
 ])
 def test_cli_trains_and_reloads_every_kind_of_prior(tmp_path, capsys, prior_args):
     out = tmp_path / "run"
@@ -210,3 +238,4 @@ def test_cli_trains_and_reloads_every_kind_of_prior(tmp_path, capsys, prior_args
         assert config["prior_kwargs"] == {"num_components": 4, "init": "data", "learn_weights": True}
     if prior_args[1] == "mog":
         assert not model.prior.learn_weights
+    assert metrics["warmup_epochs"] == (1 if "--warmup-epochs" in prior_args else 0)

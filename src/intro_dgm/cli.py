@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=_positive_int("--batch-size"), default=64)
     t.add_argument("--max-epochs", type=_positive_int("--max-epochs"), default=1000)
     t.add_argument("--patience", type=_positive_int("--patience"), default=20)
+    t.add_argument("--warmup-epochs", type=int, default=0,
+                   help="KL warm-up: beta rises linearly to 1 over this many epochs (0: none)")
     t.add_argument("--k", type=_positive_int("--k"), default=1000,
                    help="importance samples for the test log-likelihood")
     t.add_argument("--threads", type=_positive_int("--threads"), default=None,
@@ -105,7 +107,8 @@ def train(args) -> dict:
                        prior_kwargs=_prior_kwargs(args))
     run = run_vae(config, split, args.seed, lr=args.lr, optimizer=args.optimizer,
                   batch_size=args.batch_size, max_epochs=args.max_epochs,
-                  patience=args.patience, k=args.k, device=args.device,
+                  patience=args.patience, warmup_epochs=args.warmup_epochs, k=args.k,
+                  device=args.device,
                   progress=not args.quiet)
     metrics = {"model": args.model, "dataset": args.dataset, **run.metrics}
     checkpoints.save_checkpoint(args.out, args.model, config, run.model,

@@ -48,7 +48,8 @@ def evaluate_on_test(model: nn.Module, x_test: torch.Tensor, k: int = 1000) -> d
 
 def run_vae(config: VAEConfig, split: Split, seed: int = 0, *, lr: float = 1e-3,
             optimizer: str = "adamax", batch_size: int = 64, max_epochs: int = 1000,
-            patience: int = 20, k: int = 1000, device=None, progress: bool = True) -> Run:
+            patience: int = 20, warmup_epochs: int = 0, k: int = 1000, device=None,
+            progress: bool = True) -> Run:
     """Train ``build_vae(config)`` on ``split.train`` (early stopping on ``split.val``), then
     evaluate on ``split.test``. The model comes back on the CPU, in eval mode.
 
@@ -64,11 +65,12 @@ def run_vae(config: VAEConfig, split: Split, seed: int = 0, *, lr: float = 1e-3,
     history = fit(model, TensorLoader(split.train, batch_size, shuffle=True, seed=seed),
                   TensorLoader(split.val, 1000), lr=lr, optimizer=optimizer,
                   max_epochs=max_epochs, patience=patience, seed=seed, device=device,
-                  progress=progress)
+                  progress=progress, warmup_epochs=warmup_epochs)
     train_seconds = time.perf_counter() - start
     model.cpu().eval()
     seed_everything(seed)  # the evaluation's samples do not depend on how long training ran
     metrics = {"prior": config.prior, "latent_dim": config.latent_dim, "seed": seed,
+               "warmup_epochs": warmup_epochs,
                "epochs": history.epochs, "best_epoch": history.best_epoch,
                "best_val_loss": history.best_val_loss,
                "seconds_per_epoch": history.seconds_per_epoch,

@@ -55,7 +55,8 @@ def mean_loss(model: nn.Module, loader, device: torch.device | str | None = None
 def fit(model: nn.Module, train_loader, val_loader=None, *, lr: float = 1e-3,
         optimizer: str = "adamax", max_epochs: int = 1000, patience: int = 20,
         seed: int | None = 0, device: torch.device | str | None = None,
-        progress: bool = True, grad_clip: float | None = None) -> History:
+        progress: bool = True, grad_clip: float | None = None,
+        warmup_epochs: int = 0) -> History:
     """Train ``model`` by minimising the mean of ``model.loss(x)["loss"]``.
 
     Early stopping: after every epoch the validation loss is computed; training stops when
@@ -71,11 +72,18 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, lr: float = 1e-3,
         device: where to train; default :func:`intro_dgm.utils.get_device`.
         progress: show a tqdm progress bar.
         grad_clip: clip the gradient norm to this value (``None``: no clipping).
+        warmup_epochs: KL warm-up (Bowman et al., 2016): in epoch ``e`` (from 0) the training
+            loss is ``model.loss(x, beta=min(1, (e + 1) / warmup_epochs))["loss"]``, so the KL
+            term is switched on gradually; 0 trains with ``beta = 1`` throughout. The validation
+            loss always uses ``beta = 1`` (it is the -ELBO that selects the best epoch), and
+            the patience counter starts only once the warm-up is over: while ``beta < 1``
+            the validation -ELBO is expected to rise.
     Returns:
         A :class:`History`.
     """
     check_int(max_epochs, "max_epochs", minimum=1)
     check_int(patience, "patience", minimum=1)
+    check_int(warmup_epochs, "warmup_epochs", minimum=0)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {optimizer!r}")
     if not lr > 0:
@@ -98,9 +106,11 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, lr: float = 1e-3,
             start = time.perf_counter()
             model.train()
             total, count = 0.0, 0
+            beta = min(1.0, (epoch + 1) / warmup_epochs) if warmup_epochs else None
             for x in train_loader:
                 x = x.to(device, non_blocking=True)
-                loss = model.loss(x)["loss"].mean()
+                terms = model.loss(x) if beta is None else model.loss(x, beta=beta)
+                loss = terms["loss"].mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if grad_clip is not None:
@@ -117,7 +127,7 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, lr: float = 1e-3,
                 history.best_val_loss, history.best_epoch = val, epoch
                 best_state = copy.deepcopy(model.state_dict())
                 bad_epochs = 0
-            else:
+            elif epoch >= warmup_epochs:  # no patience spent during the warm-up
                 bad_epochs += 1
             if bar is not None:
                 bar.update(1)
