@@ -31,7 +31,9 @@ def image_grid(images, image_shape=(8, 8), nrow: int | None = None, titles=None,
                 ax.set_title(titles[i], fontsize=7)
     if title:
         fig.suptitle(title)
-    fig.tight_layout(pad=0.2, h_pad=0.6, w_pad=0.3)  # a visible gap between rows of images
+    # A visible gap between rows of images, and room above them for the title.
+    top = 1.0 - 0.4 / fig.get_figheight() if title else 1.0
+    fig.tight_layout(pad=0.2, h_pad=0.6, w_pad=0.3, rect=(0.0, 0.0, 1.0, top))
     return fig
 
 
