@@ -6,9 +6,10 @@ One protocol for all (``intro_dgm.experiments.run_vae``): the 2x256 MLP VAE with
 categorical decoder, Adamax 1e-3, batch 64, early stopping with patience 20 on the
 validation set -- once without and once with a KL warm-up of 50 epochs (as the VampPrior
 paper trained) -- then on the test set the importance-weighted NLL (K=1000), the -ELBO, the
-active units; plus the parameter count, the training seconds (1 thread per run) and the
+active units; plus the parameter count, the training seconds (1 thread per run), the
 prior mass in holes (``intro_dgm.evaluation.hole_mass`` against the training set's
-aggregated posterior).
+aggregated posterior) and a classifier's view of 2,000 generated images
+(``intro_dgm.evaluation.SampleScorer``: mean confidence, entropy of the predicted classes).
 
 Runs already in the results file are kept and skipped (delete the file to start over), so
 an interrupted comparison resumes. The file is rewritten atomically after every run.
@@ -45,8 +46,8 @@ K = 1000
 def _one(job: tuple[str, int, int, int]) -> dict:
     import torch
 
-    from intro_dgm.data import load_digits_split
-    from intro_dgm.evaluation import hole_mass
+    from intro_dgm.data import load_digits_labels, load_digits_split
+    from intro_dgm.evaluation import SampleScorer, hole_mass
     from intro_dgm.experiments import run_vae
     from intro_dgm.models import VAEConfig
     from intro_dgm.priors import AggregatedPosterior
@@ -58,7 +59,11 @@ def _one(job: tuple[str, int, int, int]) -> dict:
     run = run_vae(config, split, seed, k=K, warmup_epochs=warmup, progress=False)
     aggregated = AggregatedPosterior.from_encoder(run.model.encoder, split.train)
     holes = hole_mass(run.model.prior, aggregated)
-    return {**run.metrics, "hole_mass": holes, "prior_kwargs": PRIORS[prior]}
+    scorer = SampleScorer(split.train, load_digits_labels()["train"])
+    torch.manual_seed(seed)
+    quality = scorer(run.model.sample(2000, mean=True))
+    return {**run.metrics, "hole_mass": holes, "sample_confidence": quality["confidence"],
+            "sample_class_entropy": quality["class_entropy"], "prior_kwargs": PRIORS[prior]}
 
 
 def summarise(runs: list[dict]) -> list[dict]:
@@ -78,7 +83,7 @@ def _row(group: list[dict], prior: str, latent_dim: int, warmup: int) -> dict:
     row = {"prior": prior, "latent_dim": latent_dim, "warmup_epochs": warmup,
            "seeds": len(group), "num_params": group[0]["num_params"]}
     for key in ("test_nll_iw", "test_elbo", "active_units", "train_seconds", "epochs",
-                "hole_mass"):
+                "hole_mass", "sample_confidence", "sample_class_entropy"):
         values = [float(r[key]) for r in group]
         row[key] = statistics.mean(values)
         row[key + "_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0

@@ -290,3 +290,23 @@ def test_density_integral_and_grid():
     assert log_p[31, 7].item() == pytest.approx(_mog().log_prob(point).item(), abs=1e-5)
     with pytest.raises(ValueError, match="latent_dim"):
         log_density_grid(StandardPrior(3))
+
+
+def test_sample_scorer_tells_digits_from_noise(digits):
+    from intro_dgm.data import load_digits_labels
+    from intro_dgm.evaluation import SampleScorer
+
+    labels = load_digits_labels()
+    assert labels["train"].shape == (1000,) and labels["test"].shape == (447,)
+    scorer = SampleScorer(digits.train, labels["train"])
+    real = scorer(digits.test)
+    torch.manual_seed(0)
+    noise = scorer(torch.randint(0, 17, (447, 64)).float())
+    blends = scorer(0.5 * (digits.test[:200] + digits.test[200:400]))
+    assert real["confidence"] > 0.8 and real["confidence"] > blends["confidence"] + 0.1
+    assert real["class_entropy"] == pytest.approx(math.log(10), abs=0.05)  # all ten classes
+    ones = digits.test[labels["test"] == 1]
+    assert scorer(ones)["class_entropy"] < 1.0  # mostly one class; ln 10 = 2.30 for all ten
+    assert noise["confidence"] < blends["confidence"] < real["confidence"]
+    with pytest.raises(ValueError, match="labels"):
+        SampleScorer(digits.train, labels["val"])

@@ -63,6 +63,16 @@ def load_digits_split(binary: bool = False) -> Split:
                  name="digits-binary" if binary else "digits")
 
 
+def load_digits_labels() -> dict[str, torch.Tensor]:
+    """The class (0..9) of every Digits image, with the split of :func:`load_digits_split`:
+    ``{"train": (1000,), "val": (350,), "test": (447,)}`` int64 tensors. The models never
+    see them; the book uses them to colour latent codes and to score generated images."""
+    from sklearn.datasets import load_digits
+
+    y = torch.from_numpy(load_digits().target.astype(np.int64))
+    return {k: y[a:b].clone() for k, (a, b) in DIGITS_SPLIT.items()}
+
+
 def load_dataset(name: str) -> Split:
     """A data set by name (the CLI's ``--dataset``): one of :data:`DATASETS`."""
     if name == "digits":
