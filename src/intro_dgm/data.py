@@ -66,7 +66,7 @@ def load_digits_split(binary: bool = False) -> Split:
 def load_digits_labels() -> dict[str, torch.Tensor]:
     """The class (0..9) of every Digits image, with the split of :func:`load_digits_split`:
     ``{"train": (1000,), "val": (350,), "test": (447,)}`` int64 tensors. The models never
-    see them; the book uses them to colour latent codes and to score generated images."""
+    see them; the book uses them to score generated images (``evaluation.SampleScorer``)."""
     from sklearn.datasets import load_digits
 
     y = torch.from_numpy(load_digits().target.astype(np.int64))

@@ -188,7 +188,7 @@ class SampleScorer:
         x, labels: real training images ``(N, D)`` and their classes ``(N,)``.
     """
 
-    def __init__(self, x: torch.Tensor, labels: torch.Tensor, seed: int = 0):
+    def __init__(self, x: torch.Tensor, labels: torch.Tensor):
         from sklearn.linear_model import LogisticRegression
 
         check_tensor(x, "x", ndim=2)
@@ -198,7 +198,7 @@ class SampleScorer:
         # Inputs scaled to [0, 1]: on raw 0..16 values the default regularisation is too weak
         # and the classifier is confident even on uniform noise.
         self.scale = float(x.abs().max())
-        self.classifier = LogisticRegression(max_iter=2000, random_state=seed)
+        self.classifier = LogisticRegression(max_iter=2000)  # lbfgs: deterministic
         self.classifier.fit(x.cpu().numpy() / self.scale, labels.cpu().numpy())
 
     def __call__(self, images: torch.Tensor) -> dict:

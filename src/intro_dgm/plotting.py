@@ -93,24 +93,18 @@ def latent_scatter(z, labels=None, ax=None, title: str | None = None, s: float =
     return fig
 
 
-def prior_contours(axis, log_p, z=None, ax=None, title: str | None = None, labels=None,
-                   s: float = 3, filled: bool = True):
+def prior_contours(axis, log_p, z=None, ax=None, title: str | None = None, s: float = 3):
     """The density of a 2-D prior (from :func:`intro_dgm.evaluation.log_density_grid`) as
-    contours, with latent codes ``z`` (e.g. the aggregated posterior's samples) on top."""
+    filled contours, with latent codes ``z`` (e.g. the aggregated posterior's samples) on top."""
     axis, density = _numpy(axis), np.exp(_numpy(log_p))
     if ax is None:
         fig, ax = plt.subplots(figsize=(4.2, 4.2))
     else:
         fig = ax.figure
-    if filled:
-        ax.contourf(axis, axis, density, levels=12, cmap="Blues")
-    else:
-        ax.contour(axis, axis, density, levels=8, cmap="Blues", linewidths=1)
+    ax.contourf(axis, axis, density, levels=12, cmap="Blues")
     if z is not None:
         z = _numpy(z)
-        ax.scatter(z[:, 0], z[:, 1], s=s, alpha=0.5, lw=0,
-                   c="tab:red" if labels is None else _numpy(labels),
-                   cmap=None if labels is None else "tab10")
+        ax.scatter(z[:, 0], z[:, 1], s=s, alpha=0.5, lw=0, c="tab:red")
     ax.set_xlim(axis[0], axis[-1])
     ax.set_ylim(axis[0], axis[-1])
     ax.set_aspect("equal")

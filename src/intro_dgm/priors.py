@@ -182,7 +182,6 @@ class VampPrior(MixturePrior):
         super().__init__(encoder.latent_dim, num_components, learn_weights)
         self.encoder = encoder
         self.input_dim = check_int(input_dim, "input_dim", minimum=1)
-        self.init = init
         self.pseudo_inputs = nn.Parameter(
             initial_pseudo_inputs(init, data, num_components, input_dim, input_range))
 
