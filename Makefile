@@ -49,9 +49,11 @@ test: $(STAMP) chromium $(FAST_DIR)/_config.yml
 benchmark: $(STAMP)
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/priors.py
+	$(PY) benchmarks/protocol_speed.py
 
-# The priors comparison page reads benchmarks/priors_results.json; this recomputes missing runs
-# (delete the file to recompute all 36, about 15 minutes with 2 jobs on 2 cores).
+# The priors comparison page reads the results store benchmarks/priors_results.jsonl; this runs
+# the specs not yet in it (delete the file to recompute all 72, about 25 minutes with 2 jobs
+# on 2 cores). Any row: .venv/bin/intro-dgm reproduce benchmarks/priors_results.jsonl ID --out DIR
 compare-priors: $(STAMP)
 	$(PY) benchmarks/compare_priors.py --jobs 2
 

@@ -1,7 +1,11 @@
 """The rendered book, opened as a reader would: headless Chromium on each page.
 
-Runs when ``INTRO_DGM_BOOK_HTML`` names a built book (``make test`` builds one in fast
-mode and sets it). Checks: MathJax rendered every formula (no raw ``\\(`` left, no MathJax
+The pages are those of ``_toc.yml`` (its root and every ``file:`` entry), so a new chapter is
+checked as soon as it is in the table of contents. ``MINIMUMS`` must name exactly those pages
+(two tests check this, with or without a built book): a new page needs its minimums.
+
+The browser checks run when ``INTRO_DGM_BOOK_HTML`` names a built book (``make test`` builds
+one in fast mode and sets it): MathJax rendered every formula (no raw ``\\(`` left, no MathJax
 error), chapter pages show their figures (image files exist and are non-empty), and every
 internal link points at an existing file and anchor.
 """
@@ -15,13 +19,48 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
+import yaml
 
+ROOT = Path(__file__).resolve().parents[1]
 BOOK = os.environ.get("INTRO_DGM_BOOK_HTML")
-pytestmark = pytest.mark.skipif(not BOOK, reason="set INTRO_DGM_BOOK_HTML to a built book (make test does)")
+needs_book = pytest.mark.skipif(not BOOK, reason="set INTRO_DGM_BOOK_HTML to a built book (make test does)")
 
-PAGES = {  # page -> (minimum number of figures made by its code, minimum rendered formulas)
+
+def toc_files(toc_path=ROOT / "_toc.yml"):
+    """The root and every ``file:`` entry of a table of contents, in reading order."""
+    toc = yaml.safe_load(Path(toc_path).read_text())
+    files = [toc["root"]]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk({k: v for k, v in toc.items() if k != "root"})
+    return files
+
+
+def html_page(file):
+    """The built page of a toc entry: ``notebooks/02_vae`` (or ``.ipynb``/``.md``) -> ``.html``."""
+    return re.sub(r"\.(md|ipynb|rst)$", "", file) + ".html"
+
+
+def toc_pages(toc_path=ROOT / "_toc.yml"):
+    return [html_page(f) for f in toc_files(toc_path)]
+
+
+#: Every page of the table of contents.
+PAGES = toc_pages()
+
+MINIMUMS = {  # page -> (minimum number of figures made by its code, minimum rendered formulas)
     "book/intro.html": (0, 0),
     "book/notation.html": (0, 20),
+    "book/api.html": (0, 40),  # the docstrings' :math: roles (75 when it was added)
     "book/references.html": (0, 0),
     "notebooks/01_latent_variable_models.html": (6, 20),
     "notebooks/02_vae.html": (7, 20),
@@ -71,6 +110,22 @@ class _Page(HTMLParser):
             self.text.append(data)
 
 
+def _minimums(rel):
+    if rel not in MINIMUMS:
+        pytest.fail(f"{rel} is in _toc.yml but has no entry in MINIMUMS")
+    return MINIMUMS[rel]
+
+
+def test_every_toc_page_has_minimums():
+    missing = [rel for rel in PAGES if rel not in MINIMUMS]
+    assert not missing, f"pages in _toc.yml without an entry in MINIMUMS: {', '.join(missing)}"
+
+
+def test_minimums_name_only_toc_pages():
+    extra = [rel for rel in MINIMUMS if rel not in PAGES]
+    assert not extra, f"MINIMUMS names pages that are not in _toc.yml: {', '.join(extra)}"
+
+
 def _chromium():
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
@@ -95,6 +150,7 @@ def rendered():
     return root, pages
 
 
+@needs_book
 @pytest.mark.parametrize("rel", PAGES)
 def test_math_is_rendered(rendered, rel):
     root, pages = rendered
@@ -103,21 +159,23 @@ def test_math_is_rendered(rendered, rel):
     assert page.math_errors == 0, f"MathJax reported {page.math_errors} errors on {rel}"
     assert "\\(" not in text and "\\[" not in text, f"raw TeX left unrendered on {rel}"
     assert "$$" not in text
-    expected = PAGES[rel][1]
+    expected = _minimums(rel)[1]
     assert page.math >= expected, f"expected >= {expected} rendered formulas on {rel}, found {page.math}"
 
 
+@needs_book
 @pytest.mark.parametrize("rel", PAGES)
 def test_figures_are_shown(rendered, rel):
     root, pages = rendered
     figures = [s for s in pages[rel].images if "_images/" in s]
-    expected = PAGES[rel][0]
+    expected = _minimums(rel)[0]
     assert len(figures) >= expected, f"{rel}: {len(figures)} figures, expected >= {expected}"
     for src in figures:
         f = (root / rel).parent / unquote(src)
         assert f.is_file() and f.stat().st_size > 1000, f"{rel}: figure {src} missing or empty"
 
 
+@needs_book
 @pytest.mark.parametrize("rel", PAGES)
 def test_internal_links_resolve(rendered, rel):
     root, pages = rendered

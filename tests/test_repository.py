@@ -1,5 +1,6 @@
-"""Checks on the repository itself: notebooks, configuration, dependencies."""
+"""Checks on the repository itself: notebooks, table of contents, intro, configuration, dependencies."""
 import json
+import posixpath
 import re
 import tomllib
 from pathlib import Path
@@ -15,8 +16,84 @@ def _requirement_names(reqs):
     return {re.split(r"[<>=!~\[ ]", r, maxsplit=1)[0].strip().lower().replace("_", "-") for r in reqs}
 
 
-def test_there_are_notebooks():
-    assert len(NOTEBOOKS) >= 2
+def _page(name):
+    """A toc entry or doc target as a path from the repository root, without its suffix."""
+    return re.sub(r"\.(md|ipynb|rst)$", "", name.strip().lstrip("/"))
+
+
+def _toc():
+    return yaml.safe_load((ROOT / "_toc.yml").read_text())
+
+
+def _files_under(node):
+    """Every ``file:`` entry below a node of _toc.yml, in reading order (sections included)."""
+    if isinstance(node, dict):
+        return ([_page(node["file"])] if "file" in node else []) + \
+            [f for v in node.values() for f in _files_under(v)]
+    if isinstance(node, list):
+        return [f for item in node for f in _files_under(item)]
+    return []
+
+
+def toc_parts():
+    """The parts of _toc.yml as ``[(caption, [page, ...]), ...]``, the root page left out."""
+    toc = _toc()
+    if "parts" not in toc:
+        return [(None, _files_under(toc.get("chapters", [])))]
+    return [(part.get("caption"), _files_under(part)) for part in toc["parts"]]
+
+
+def toc_pages():
+    """Every page of _toc.yml: the root, then every ``file:`` entry."""
+    return [_page(_toc()["root"])] + [f for _, files in toc_parts() for f in files]
+
+
+def intro_chapter_list():
+    """The chapter list of book/intro.md (its section "## The chapters") as
+    ``[(part heading, [page, ...]), ...]``: each ``### heading`` starts a part, and every
+    ``{doc}`` reference under it is one page (resolved relative to book/)."""
+    text = (ROOT / "book" / "intro.md").read_text()
+    match = re.search(r"^## The chapters\s*$(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert match, "book/intro.md has no section '## The chapters'"
+    parts = []
+    for line in match.group(1).splitlines():
+        if line.startswith("### "):
+            parts.append((line[4:].strip(), []))
+        for target in re.findall(r"\{doc\}`([^`]+)`", line):
+            target = re.sub(r"^.*<(.+)>$", r"\1", target)
+            page = _page(target) if target.startswith("/") else _page(posixpath.normpath(f"book/{target}"))
+            assert parts, f"{page} is listed in book/intro.md before the first part heading"
+            parts[-1][1].append(page)
+    return parts
+
+
+def test_notebooks_are_those_in_the_table_of_contents():
+    in_toc = {p.split("/", 1)[1] for p in toc_pages() if p.startswith("notebooks/")}
+    on_disk = {p.stem for p in NOTEBOOKS}
+    assert on_disk, "no notebooks in notebooks/"
+    assert not on_disk - in_toc, f"notebooks not in _toc.yml: {sorted(on_disk - in_toc)}"
+    assert not in_toc - on_disk, f"_toc.yml names notebooks that do not exist: {sorted(in_toc - on_disk)}"
+
+
+def test_every_page_of_the_table_of_contents_exists():
+    missing = [p for p in toc_pages() if not any((ROOT / f"{p}{ext}").is_file() for ext in (".md", ".ipynb"))]
+    assert not missing, f"_toc.yml names pages with no .md or .ipynb file: {missing}"
+
+
+def test_intro_lists_every_part_and_page_of_the_table_of_contents():
+    expected, listed = toc_parts(), intro_chapter_list()
+    toc = {p for _, pages in expected for p in pages}
+    in_intro = [p for _, pages in listed for p in pages]
+    missing = [p for _, pages in expected for p in pages if p not in in_intro]
+    assert not missing, f"pages of _toc.yml missing from book/intro.md's chapter list: {missing}"
+    extra = [p for p in in_intro if p not in toc]
+    assert not extra, f"book/intro.md's chapter list names pages that are not in _toc.yml: {extra}"
+    captions, headings = [c for c, _ in expected], [h for h, _ in listed]
+    assert headings == captions, \
+        f"book/intro.md's chapter list has the parts {headings}; _toc.yml has {captions}"
+    for (caption, pages), (_, pages_listed) in zip(expected, listed):
+        assert pages_listed == pages, \
+            f"part {caption!r}: _toc.yml has {pages}, book/intro.md lists {pages_listed}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -34,12 +111,6 @@ def test_notebooks_use_the_one_repository_url(path):
     assert f"git+{url}" in text, "the Colab install cell must install from _config.yml's repository url"
     assert f"colab.research.google.com/github/{url.split('github.com/')[1]}/blob/main/notebooks/{path.name}" in text
     assert not re.search(r"github\.com/(?!" + re.escape(url.split("github.com/")[1]) + ")[\\w-]+/[\\w-]+", text)
-
-
-def test_every_notebook_is_in_the_table_of_contents():
-    toc = (ROOT / "_toc.yml").read_text()
-    for path in NOTEBOOKS:
-        assert f"notebooks/{path.stem}" in toc
 
 
 def test_environment_yml_names_the_same_dependencies_as_pyproject():

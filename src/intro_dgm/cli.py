@@ -1,24 +1,39 @@
-"""Command line: ``intro-dgm train ...`` and ``intro-dgm evaluate DIR``.
+"""Command line: ``intro-dgm train | evaluate | reproduce | table``.
 
-Errors in the arguments or the data print one line (``intro-dgm: error: ...``) and exit
-with status 2; nothing is written unless the run finishes.
+* ``train --model NAME [options] --out DIR`` (or ``train --spec FILE --out DIR``): one run of
+  :func:`~intro_dgm.protocol.run`; writes ``DIR/checkpoint.pt``, ``DIR/spec.json`` and, last,
+  ``DIR/metrics.json``; ``--results FILE`` also appends the row to a results store. The
+  options are generated from the dataclasses: a model's config fields (``--latent-dim``,
+  ``--hidden``, ``--prior``, ...), the options of every prior's constructor
+  (``--num-components``, ``--learn-weights``, ``--init``, ``--num-layers``; ``--prior-hidden``
+  where a name is taken by the model), the :class:`~intro_dgm.training.TrainConfig` fields
+  (``--lr``, ``--warmup-epochs``, ...) and the spec's own (``--dataset``, ``--seed``, ``--k``,
+  ``--extras``, ``--threads``, ``--device``).
+* ``evaluate DIR [--k K]``: re-evaluate a checkpoint on the test set.
+* ``reproduce RESULTS ROW_ID --out DIR``: re-run a stored row and print the stored and the
+  new metrics side by side (exit status 1 if a metric other than a time differs).
+* ``table RESULTS [--group-by KEY ...] [--metrics M ...]``: mean ± sd over seeds, as markdown.
+
+Errors in the arguments, a spec or a results file print one line
+(``intro-dgm: error: ...``) and exit with status 2; nothing is written.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import json
 import sys
-
-import torch
+from pathlib import Path
 
 from . import checkpoints
 from .data import DATASETS, load_dataset
-from .experiments import evaluate_on_test, run_vae
-from .models import MODELS, VAEConfig
+from .models import MODELS, model_entry
 from .priors import PRIORS
-from .training import OPTIMIZERS
-from .utils import check_int, seed_everything
+from .protocol import (DATA_FIELDS, EXTRA_METRICS, ResultsStore, RunSpec, evaluate,
+                       markdown_table, run_and_store)
+from .training import TrainConfig
+from .utils import seed_everything
 
 
 class CLIError(Exception):
@@ -30,113 +45,274 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError(message)
 
 
-def _positive_int(name):
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _number(kind, flag: str, positive: bool = False):
     def parse(text):
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}")
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {value}")
+            raise argparse.ArgumentTypeError(
+                f"{flag} must be {'an integer' if kind is int else 'a number'}, got {text!r}")
+        if positive and value <= 0:
+            raise argparse.ArgumentTypeError(f"{flag} must be > 0, got {value}")
         return value
     return parse
 
 
+def _add_option(group, flag: str, dest: str, annotation: str, help_text: str) -> bool:
+    """Add a flag for a field of type ``annotation`` (a string: the modules use postponed
+    annotations). Returns False for a type the command line cannot express."""
+    base = annotation.replace(" | None", "").strip()
+    kwargs = dict(dest=dest, default=None, help=help_text, metavar=dest.split("__")[-1].upper())
+    if base == "bool":
+        kwargs.pop("metavar")
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+    elif base in ("int", "float"):
+        group.add_argument(flag, type=_number(int if base == "int" else float, flag), **kwargs)
+    elif base == "str":
+        group.add_argument(flag, **kwargs)
+    elif base == "tuple[int, ...]":
+        group.add_argument(flag, type=_number(int, flag), nargs="+", **kwargs)
+    else:
+        return False
+    return True
+
+
+#: Prior constructor arguments that the model supplies, not the user.
+_PRIOR_SUPPLIED = {"self", "latent_dim", "encoder", "input_dim", "data", "weights", "input_range"}
+
+
+def _prior_options() -> dict[str, str]:
+    """Every simple option of every prior: name -> annotation."""
+    options = {}
+    for cls in PRIORS.values():
+        for name, p in inspect.signature(cls).parameters.items():
+            if name not in _PRIOR_SUPPLIED and isinstance(p.annotation, str):
+                options.setdefault(name, p.annotation)
+    return options
+
+
+def _model_fields() -> dict[str, str]:
+    """Every command-line field of every registered model's config: name -> annotation."""
+    fields = {}
+    for config_cls, _ in MODELS.values():
+        for f in dataclasses.fields(config_cls):
+            if f.name not in DATA_FIELDS:
+                fields.setdefault(f.name, f.type)
+    return fields
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command, with ``train``'s options generated from the configs."""
     parser = _Parser(prog="intro-dgm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    t = sub.add_parser("train", help="train a model and write DIR/metrics.json and a checkpoint")
-    t.add_argument("--model", default="vae", choices=sorted(MODELS))
-    t.add_argument("--dataset", default="digits", choices=DATASETS)
-    t.add_argument("--prior", default="standard", choices=sorted(PRIORS))
-    t.add_argument("--num-components", type=_positive_int("--num-components"), default=None,
-                   help="K, components of a mixture prior (mog, vampprior, gtm, gtm-vampprior; "
-                        "a perfect square for the gtm priors' 2-D grid); default 16")
-    t.add_argument("--learn-weights", action=argparse.BooleanOptionalAction, default=None,
-                   help="train the mixing weights or keep them uniform (mog, vampprior; "
-                        "default: learned for mog, uniform for vampprior)")
-    t.add_argument("--pseudo-init", choices=("random", "data"), default=None,
-                   help="vampprior: pseudo-inputs uniform at random or training images")
-    t.add_argument("--flow-layers", type=_positive_int("--flow-layers"), default=None,
-                   help="flow: number of RealNVP coupling layers (default 4)")
-    t.add_argument("--latent-dim", type=_positive_int("--latent-dim"), default=16)
-    t.add_argument("--hidden", type=_positive_int("--hidden"), nargs="+", default=[256, 256],
-                   help="hidden units per layer of encoder and decoder")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--optimizer", default="adamax", choices=sorted(OPTIMIZERS))
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--batch-size", type=_positive_int("--batch-size"), default=64)
-    t.add_argument("--max-epochs", type=_positive_int("--max-epochs"), default=1000)
-    t.add_argument("--patience", type=_positive_int("--patience"), default=20)
-    t.add_argument("--warmup-epochs", type=int, default=0,
-                   help="KL warm-up: beta rises linearly to 1 over this many epochs (0: none)")
-    t.add_argument("--k", type=_positive_int("--k"), default=1000,
-                   help="importance samples for the test log-likelihood")
-    t.add_argument("--threads", type=_positive_int("--threads"), default=None,
-                   help="torch.set_num_threads (default: PyTorch's choice)")
-    t.add_argument("--device", default=None, help="cpu, cuda, ... (default: automatic)")
+
+    t = sub.add_parser("train", help="train a model; write DIR/checkpoint.pt, spec.json, metrics.json")
+    t.add_argument("--spec", type=Path, help="a JSON run spec (instead of the options below)")
+    t.add_argument("--model", default=None, choices=sorted(MODELS))
+    g = t.add_argument_group("model config (fields of the model's config dataclass)")
+    model_fields = _model_fields()
+    for name, annotation in model_fields.items():
+        _add_option(g, _flag(name), f"model__{name}", annotation, f"config field {name}")
+    g = t.add_argument_group("prior options (arguments of the chosen prior's constructor)")
+    for name, annotation in _prior_options().items():
+        flag = _flag(f"prior_{name}" if name in model_fields else name)
+        users = [p for p, cls in PRIORS.items() if name in inspect.signature(cls).parameters]
+        _add_option(g, flag, f"prior__{name}", annotation, f"{name} of --prior {'/'.join(users)}")
+    g = t.add_argument_group("training (fields of TrainConfig)")
+    for f in dataclasses.fields(TrainConfig):
+        _add_option(g, _flag(f.name), f"train__{f.name}", f.type, f"default {f.default}")
+    g = t.add_argument_group("run")
+    g.add_argument("--dataset", default=None, choices=DATASETS)
+    g.add_argument("--seed", type=_number(int, "--seed"), default=None)
+    g.add_argument("--k", type=_number(int, "--k", positive=True), default=None,
+                   help="importance samples per test example (default 1000)")
+    g.add_argument("--extras", nargs="+", choices=sorted(EXTRA_METRICS), default=None,
+                   help="extra metrics to measure")
+    g.add_argument("--threads", type=_number(int, "--threads", positive=True), default=None,
+                   help="torch.set_num_threads during the run (default: PyTorch's choice)")
+    g.add_argument("--device", default=None, help="cpu, cuda, ... (default: automatic)")
     t.add_argument("--out", required=True, help="output directory")
+    t.add_argument("--results", type=Path, help="also append the run's row to this results file")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+
     e = sub.add_parser("evaluate", help="re-evaluate a checkpoint on the test set")
     e.add_argument("directory")
-    e.add_argument("--k", type=_positive_int("--k"), default=5000)
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--threads", type=_positive_int("--threads"), default=None)
+    e.add_argument("--k", type=_number(int, "--k", positive=True), default=5000)
+    e.add_argument("--seed", type=_number(int, "--seed"), default=0)
+    e.add_argument("--threads", type=_number(int, "--threads", positive=True), default=None)
+
+    r = sub.add_parser("reproduce", help="re-run a stored row; print stored and new metrics")
+    r.add_argument("results", type=Path)
+    r.add_argument("row_id")
+    r.add_argument("--out", required=True, help="output directory for the new run")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    b = sub.add_parser("table", help="mean ± sd over seeds of a results file, as markdown")
+    b.add_argument("results", type=Path)
+    b.add_argument("--group-by", nargs="+", default=None,
+                   help="dotted spec keys, e.g. model_config.prior train.warmup_epochs "
+                        "(default: every key that varies, the seed excepted)")
+    b.add_argument("--metrics", nargs="+", default=["test_nll_iw", "test_elbo", "active_units"])
     return parser
 
 
-def _prior_kwargs(args) -> dict:
-    """The options of ``--prior``; an option the chosen prior does not use is an error."""
-    accepted = inspect.signature(PRIORS[args.prior]).parameters  # the prior's own options
-    given = {"num_components": args.num_components, "learn_weights": args.learn_weights,
-             "init": args.pseudo_init, "num_layers": args.flow_layers}
-    flags = {"num_components": "--num-components", "learn_weights": "--learn-weights",
-             "init": "--pseudo-init", "num_layers": "--flow-layers"}
-    for key, value in given.items():
-        if value is not None and key not in accepted:
-            raise CLIError(f"{flags[key]} does not apply to --prior {args.prior}")
-    return {key: value for key, value in given.items() if value is not None}
+def _given(args, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in vars(args).items()
+            if k.startswith(prefix) and v is not None}
+
+
+def spec_from_args(args) -> RunSpec:
+    """The :class:`RunSpec` that the ``train`` options describe."""
+    run_opts = {k: getattr(args, k) for k in ("model", "dataset", "seed", "k", "extras",
+                                              "threads", "device") if getattr(args, k) is not None}
+    model_cfg, prior_opts, train_opts = (_given(args, "model__"), _given(args, "prior__"),
+                                         _given(args, "train__"))
+    if args.spec is not None:
+        named = sorted(run_opts) + sorted(model_cfg) + sorted(prior_opts) + sorted(train_opts)
+        if named:
+            raise CLIError(f"--spec describes the whole run; do not combine it with "
+                           f"{_flag(named[0])}")
+        try:
+            values = json.loads(args.spec.read_text())
+        except FileNotFoundError:
+            raise CLIError(f"spec file {args.spec} does not exist")
+        except json.JSONDecodeError as exc:
+            raise CLIError(f"spec file {args.spec} is not valid JSON: {exc.msg} at line "
+                           f"{exc.lineno}")
+        return RunSpec.from_dict(values)
+    model = run_opts.get("model", "vae")
+    config_cls = model_entry(model)[0]
+    accepted = {f.name for f in dataclasses.fields(config_cls)}
+    for name in model_cfg:
+        if name not in accepted:
+            raise CLIError(f"{_flag(name)} does not apply to --model {model}")
+    if prior_opts:
+        if "prior_kwargs" not in accepted:
+            raise CLIError(f"--model {model} takes no prior options")
+        prior = model_cfg.get("prior", "standard")
+        if prior not in PRIORS:
+            raise CLIError(f"--prior must be one of {', '.join(PRIORS)}; got {prior!r}")
+        takes = inspect.signature(PRIORS[prior]).parameters
+        for name in prior_opts:
+            if name not in takes:
+                flag = _flag(f"prior_{name}" if name in _model_fields() else name)
+                raise CLIError(f"{flag} does not apply to --prior {prior}")
+        model_cfg["prior_kwargs"] = prior_opts
+    if "hidden" in model_cfg:
+        model_cfg["hidden"] = list(model_cfg["hidden"])
+    return RunSpec(model_config=model_cfg, train=TrainConfig(**train_opts),
+                   **{k: v for k, v in run_opts.items()})
+
+
+def _save(out, result, row) -> None:
+    """Checkpoint and spec first, metrics last: its presence means the run finished."""
+    checkpoints.save_checkpoint(out, result.spec.model, result.config, result.model,
+                                spec=row["spec"], extra={"dataset": result.spec.dataset,
+                                                         "id": row["id"]})
+    from .utils import atomic_write_text
+    atomic_write_text(Path(out) / "spec.json",
+                      json.dumps({"id": row["id"], "spec": row["spec"]}, indent=2) + "\n")
+    checkpoints.write_metrics(out, {"id": row["id"], **row["metrics"]})
+
+
+class RunFailed(Exception):
+    """The run diverged; it was stored as failed (exit status 1)."""
 
 
 def train(args) -> dict:
-    check_int(args.seed, "--seed", minimum=0)
-    split = load_dataset(args.dataset)
-    likelihood = "categorical" if split.num_vals > 2 else "bernoulli"
-    config = VAEConfig(input_dim=split.dim, num_vals=split.num_vals, latent_dim=args.latent_dim,
-                       hidden=tuple(args.hidden), likelihood=likelihood, prior=args.prior,
-                       prior_kwargs=_prior_kwargs(args))
-    run = run_vae(config, split, args.seed, lr=args.lr, optimizer=args.optimizer,
-                  batch_size=args.batch_size, max_epochs=args.max_epochs,
-                  patience=args.patience, warmup_epochs=args.warmup_epochs, k=args.k,
-                  device=args.device,
-                  progress=not args.quiet)
-    metrics = {"model": args.model, "dataset": args.dataset, **run.metrics}
-    checkpoints.save_checkpoint(args.out, args.model, config, run.model,
-                                extra={"dataset": args.dataset, "seed": args.seed})
-    checkpoints.write_metrics(args.out, metrics)  # last: its presence means "finished"
-    return metrics
+    """``intro-dgm train``: run the spec, store and save it; returns its results row."""
+    spec = spec_from_args(args)
+    store = ResultsStore(args.results) if args.results is not None else None
+    if store is not None:
+        store.rows()  # a damaged results file is reported before hours of training
+    row, result = run_and_store(spec, store, progress=not args.quiet)
+    if result is None:
+        raise RunFailed(f"run {row['id']} failed: {row['error']}"
+                        + (f" (stored as failed in {args.results})" if store else ""))
+    _save(args.out, result, row)
+    return row
 
 
-def evaluate(args) -> dict:
+def evaluate_checkpoint(args) -> dict:
+    """``intro-dgm evaluate``: the test metrics of a saved model."""
     payload = checkpoints.load_checkpoint(args.directory)
     model = checkpoints.load_model(args.directory)
     split = load_dataset(payload["extra"].get("dataset", "digits"))
     seed_everything(args.seed)
-    return evaluate_on_test(model, split.test, args.k)
+    return evaluate(model, split, args.k, args.seed)
+
+
+def _is_timing(key: str) -> bool:
+    """Metrics that measure time differ between two runs of the same spec."""
+    return "seconds" in key
+
+
+def reproduce(args) -> tuple[str, bool]:
+    """``intro-dgm reproduce``: re-run a stored row; returns the report and whether every
+    metric but the times is identical."""
+    stored = ResultsStore(args.results).row(args.row_id)
+    spec = RunSpec.from_dict(stored["spec"])
+    if spec.id != stored["id"]:
+        raise CLIError(f"row {args.row_id}: its spec hashes to {spec.id}, not its id "
+                       "(the spec was edited, or a config default changed)")
+    row, result = run_and_store(spec, None, progress=not args.quiet)
+    if result is not None:
+        _save(args.out, result, row)
+    old, new = stored.get("metrics") or {}, row.get("metrics") or {}
+    lines = [f"row {stored['id']}: stored status {stored['status']}, new status {row['status']}",
+             "", "| metric | stored | new | |", "|---|---|---|---|"]
+    same = stored["status"] == row["status"]
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if _is_timing(key):
+            verdict = "time (differs by nature)"
+        elif a == b:
+            verdict = "identical"
+        else:
+            verdict, same = "DIFFERS", False
+        lines.append(f"| {key} | {a} | {b} | {verdict} |")
+    env_old, env_new = stored.get("environment") or {}, row.get("environment") or {}
+    changed = [k for k in sorted(set(env_old) | set(env_new)) if env_old.get(k) != env_new.get(k)]
+    lines.append("")
+    lines.append("environment: " + ("unchanged" if not changed else "changed: " + ", ".join(
+        f"{k} {env_old.get(k)} -> {env_new.get(k)}" for k in changed)))
+    lines.append("all metrics identical (times aside)" if same else "some metrics differ")
+    return "\n".join(lines), same
 
 
 def main(argv=None) -> int:
+    """Run one command (``argv`` as after ``intro-dgm``); returns the exit status."""
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:
-            raise CLIError("a command is required: train or evaluate (see intro-dgm --help)")
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        result = train(args) if args.command == "train" else evaluate(args)
-    except (CLIError, ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"intro-dgm: error: {exc}", file=sys.stderr)
+            raise CLIError("a command is required: train, evaluate, reproduce or table "
+                           "(see intro-dgm --help)")
+        if args.command == "train":
+            print(json.dumps(train(args), indent=2, sort_keys=True))
+        elif args.command == "evaluate":
+            if args.threads:
+                import torch
+                torch.set_num_threads(args.threads)
+            print(json.dumps(evaluate_checkpoint(args), indent=2, sort_keys=True))
+        elif args.command == "reproduce":
+            text, same = reproduce(args)
+            print(text)
+            return 0 if same else 1
+        else:
+            if not args.results.exists():
+                raise CLIError(f"results file {args.results} does not exist")
+            print(markdown_table(ResultsStore(args.results).rows(), args.group_by, args.metrics))
+    except RunFailed as exc:
+        print(f"intro-dgm: {exc}", file=sys.stderr)
+        return 1
+    except (CLIError, ValueError, TypeError, KeyError, FileNotFoundError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"intro-dgm: error: {message}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=2, sort_keys=True))
     return 0
 
 

@@ -18,13 +18,15 @@ import torch
 
 from .utils import check_int
 
-#: Digits: 8x8 images, each pixel an integer 0..16, i.e. 17 values.
+#: Shape of a Digits image (8x8 pixels).
 DIGITS_SHAPE = (8, 8)
+#: Number of values of a Digits pixel (the integers 0..16).
 DIGITS_NUM_VALS = 17
 #: Boundaries of the companion code's split of the 1797 images.
 DIGITS_SPLIT = {"train": (0, 1000), "val": (1000, 1350), "test": (1350, 1797)}
 
-DATASETS = ("digits", "digits-binary")
+#: The names :func:`load_dataset` knows (the CLI's ``--dataset``, a run spec's ``dataset``).
+DATASETS = ("digits", "digits-binary", "two-gaussians")
 
 
 @dataclass
@@ -34,7 +36,7 @@ class Split:
     train: torch.Tensor
     val: torch.Tensor
     test: torch.Tensor
-    num_vals: int
+    num_vals: int  #: values a pixel takes (17 for Digits, 2 binary); 0 for real-valued data
     image_shape: tuple[int, int]
     name: str
 
@@ -73,12 +75,23 @@ def load_digits_labels() -> dict[str, torch.Tensor]:
     return {k: y[a:b].clone() for k, (a, b) in DIGITS_SPLIT.items()}
 
 
+def two_gaussians_split(p: float = 0.8) -> Split:
+    """The two-Gaussians toy study's data (chapter: two Gaussians): 10,000 / 2,000 / 5,000
+    points of :func:`toy_2d` ``("two_gaussians", p=p)`` drawn with seeds 0 / 1 / 2."""
+    return Split(train=toy_2d("two_gaussians", 10_000, seed=0, p=p),
+                 val=toy_2d("two_gaussians", 2_000, seed=1, p=p),
+                 test=toy_2d("two_gaussians", 5_000, seed=2, p=p),
+                 num_vals=0, image_shape=(1, 2), name="two-gaussians")
+
+
 def load_dataset(name: str) -> Split:
     """A data set by name (the CLI's ``--dataset``): one of :data:`DATASETS`."""
     if name == "digits":
         return load_digits_split(binary=False)
     if name == "digits-binary":
         return load_digits_split(binary=True)
+    if name == "two-gaussians":
+        return two_gaussians_split()
     raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {name!r}")
 
 

@@ -57,7 +57,7 @@ def log_categorical(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         x: integer-valued tensor ``(..., D)`` (any dtype), values in ``0..C-1``.
         logits: ``(..., D, C)``.
     Returns:
-        ``(...)``: the log-probability summed over the ``D`` pixels.
+        The log-probability summed over the ``D`` pixels, shape ``(...)``.
     """
     log_pi = torch.log_softmax(logits, dim=-1)
     index = x.long().unsqueeze(-1).expand(*log_pi.shape[:-1], 1)
@@ -85,7 +85,9 @@ def log_normal_full(x: torch.Tensor, mu: torch.Tensor, cov: torch.Tensor) -> tor
     r""":math:`\ln\mathcal{N}(x\mid\mu,\Sigma)` with a full covariance, via a Cholesky factor.
 
     Args:
-        x: ``(B, D)``; mu: ``(D,)`` or ``(B, D)``; cov: ``(D, D)``.
+        x: ``(B, D)``.
+        mu: ``(D,)`` or ``(B, D)``.
+        cov: ``(D, D)``.
     """
     chol = torch.linalg.cholesky(cov)
     diff = (x - mu).unsqueeze(-1)

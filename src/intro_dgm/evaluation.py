@@ -8,14 +8,13 @@ r"""Evaluation under one protocol for every model (nats per example unless state
 
   a lower bound in expectation that tightens as K grows. Computed in chunks of samples
   with a running ``logsumexp``, so K=5000 needs the memory of one chunk.
-* :func:`elbo_decomposition` -- the ELBO rewritten with the aggregated posterior.
-* :func:`hole_mass` -- how much prior mass lies where the aggregated posterior is tiny.
-* :func:`log_density_grid` -- a 2-D prior's log-density on a grid, for contour plots;
-  :func:`density_integral` -- its Riemann sum, the check that a density integrates to one.
 * :class:`SampleScorer` -- a classifier-based proxy for the quality of generated images.
 * :func:`bits_per_dim`, :func:`active_units`.
 
-A model needs ``loss(x)`` (dict of ``(B,)`` terms) and ``log_weights(x, k) -> (B, k)``.
+A model needs ``loss(x)`` (dict of ``(B,)`` terms), ``log_weights(x, k) -> (B, k)`` and, for
+the active units, ``posterior(x)`` with a ``mean``. Every function leaves the model in the
+training mode it found it in. The single-latent diagnostics (ELBO decomposition, holes,
+density grids) are in :mod:`intro_dgm.analysis`.
 """
 from __future__ import annotations
 
@@ -24,9 +23,7 @@ import math
 import torch
 from torch import nn
 
-from .distributions import entropy_normal_diag
-from .priors import AggregatedPosterior, Prior
-from .utils import check_int, check_tensor, module_device
+from .utils import check_int, check_tensor, eval_mode, module_device
 
 
 @torch.no_grad()
@@ -34,10 +31,10 @@ def elbo(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Ten
     """Per-example single-sample ELBO ``(N,)`` (in eval mode)."""
     check_tensor(x, "x", ndim=2)
     check_int(batch_size, "batch_size", minimum=1)
-    model.eval()
     dev = module_device(model)
-    return torch.cat([model.loss(x[i:i + batch_size].to(dev))["elbo"].cpu()
-                      for i in range(0, x.shape[0], batch_size)])
+    with eval_mode(model):
+        return torch.cat([model.loss(x[i:i + batch_size].to(dev))["elbo"].cpu()
+                          for i in range(0, x.shape[0], batch_size)])
 
 
 @torch.no_grad()
@@ -63,16 +60,16 @@ def iwae_log_likelihood(model: nn.Module, x: torch.Tensor, k: int = 1000,
     if chunk_size is None:
         chunk_size = max(1, min(k, 16_384 // batch_size))
     check_int(chunk_size, "chunk_size", minimum=1)
-    model.eval()
     dev = module_device(model)
     out = []
-    for i in range(0, x.shape[0], batch_size):
-        xb = x[i:i + batch_size].to(dev)
-        running = torch.full((xb.shape[0],), -math.inf, device=dev)
-        for start in range(0, k, chunk_size):
-            log_w = model.log_weights(xb, min(chunk_size, k - start))
-            running = torch.logaddexp(running, torch.logsumexp(log_w, dim=1))
-        out.append((running - math.log(k)).cpu())
+    with eval_mode(model):
+        for i in range(0, x.shape[0], batch_size):
+            xb = x[i:i + batch_size].to(dev)
+            running = torch.full((xb.shape[0],), -math.inf, device=dev)
+            for start in range(0, k, chunk_size):
+                log_w = model.log_weights(xb, min(chunk_size, k - start))
+                running = torch.logaddexp(running, torch.logsumexp(log_w, dim=1))
+            out.append((running - math.log(k)).cpu())
     return torch.cat(out)
 
 
@@ -83,93 +80,16 @@ def bits_per_dim(nll_nats: torch.Tensor | float, dim: int) -> torch.Tensor | flo
 
 @torch.no_grad()
 def active_units(model: nn.Module, x: torch.Tensor, threshold: float = 1e-2) -> int:
-    r"""Number of latent dimensions with :math:`\mathrm{Cov}_x(\mathbb{E}_{q(z|x)}[z_l]) > `
-    ``threshold`` (Burda et al., 2016): units the encoder actually uses."""
+    r"""Number of latent dimensions :math:`l` with
+    :math:`\mathrm{Cov}_x(\mathbb{E}_{q(z|x)}[z_l]) > \delta`, :math:`\delta` = ``threshold``
+    (Burda et al., 2016): the units the encoder actually uses.
+
+    The posterior mean is ``model.posterior(x).mean`` (for a flow posterior, the flow
+    applied to the base mean)."""
     check_tensor(x, "x", ndim=2)
-    model.eval()
-    mu_e, _ = model.encoder(x.to(module_device(model)))
-    return int((mu_e.var(dim=0) > threshold).sum().item())
-
-
-@torch.no_grad()
-def elbo_decomposition(model: nn.Module, x: torch.Tensor, samples: int = 16) -> dict:
-    r"""The ELBO averaged over ``x``, term by term (nats per example):
-
-    .. math::
-        \mathrm{ELBO} = \underbrace{\mathbb{E}_x\mathbb{E}_{q(z|x)}[\ln p(x|z)]}_{\texttt{rec}}
-        \; - \underbrace{\mathrm{CE}[q(z)\,\|\,p(z)]}_{\texttt{cross\_entropy}}
-        \; + \underbrace{\mathbb{E}_x H[q(z|x)]}_{\texttt{cond\_entropy}},
-
-    and the cross-entropy split once more with the aggregated posterior
-    :math:`q(z) = \frac1N\sum_n q(z|x_n)` evaluated exactly (a logsumexp over all ``N``):
-    ``cross_entropy = marginal_entropy + kl_marginal`` with ``marginal_entropy`` :math:`=H[q(z)]`
-    and ``kl_marginal`` :math:`=\mathrm{KL}[q(z)\|p(z)]`; ``mutual_info`` is
-    :math:`I(x;z) = H[q(z)] - \mathbb{E}_x H[q(z|x)]` (Hoffman & Johnson, 2016).
-
-    Expectations over ``q(z|x)`` use ``samples`` draws per example, the same draws for every
-    term; the conditional entropy is exact. ``elbo`` is ``rec - cross_entropy + cond_entropy``.
-    """
-    check_tensor(x, "x", ndim=2)
-    check_int(samples, "samples", minimum=1)
-    model.eval()
-    x = x.to(module_device(model))
-    mu_e, log_var_e = model.encoder(x)
-    z = model.encoder.sample(mu_e, log_var_e, k=samples)  # (S, N, L)
-    flat = z.reshape(-1, z.shape[-1])
-    rec = model.decoder.log_prob(x, z).mean()
-    cross_entropy = -model.prior.log_prob(flat).mean()
-    cond_entropy = entropy_normal_diag(log_var_e).mean()
-    marginal_entropy = -AggregatedPosterior(mu_e, log_var_e).log_prob(flat).mean()
-    terms = {"rec": rec, "cross_entropy": cross_entropy, "cond_entropy": cond_entropy,
-             "marginal_entropy": marginal_entropy,
-             "mutual_info": marginal_entropy - cond_entropy,
-             "kl_marginal": cross_entropy - marginal_entropy,
-             "elbo": rec - cross_entropy + cond_entropy}
-    return {k: v.item() for k, v in terms.items()}
-
-
-@torch.no_grad()
-def hole_mass(prior: Prior, aggregated: Prior, n: int = 20_000, ratio: float = 0.1) -> float:
-    r"""Prior mass of the "holes": the fraction of :math:`z \sim p(z)` where the aggregated
-    posterior's density is below ``ratio`` times the prior's, :math:`q(z) < r\,p(z)`.
-
-    Such a ``z`` is generated often but was rarely the code of a training example, so the
-    decoder has not learned what to do with it. Estimated with ``n`` prior samples.
-    """
-    check_int(n, "n", minimum=1)
-    if not 0 < ratio:
-        raise ValueError(f"ratio must be > 0, got {ratio}")
-    z = prior.sample(n)
-    log_ratio = aggregated.log_prob(z.to(aggregated.device)) - prior.log_prob(z)
-    return (log_ratio < math.log(ratio)).float().mean().item()
-
-
-@torch.no_grad()
-def log_density_grid(prior: Prior, lim: float = 4.0, n: int = 200
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``ln p(z)`` of a 2-D prior on an ``n x n`` grid over ``[-lim, lim]^2``.
-
-    Returns ``(axis, log_p)``: ``axis`` of shape ``(n,)``, ``log_p`` of shape ``(n, n)``
-    indexed ``[i, j]`` = ``ln p(z_1 = axis[j], z_2 = axis[i])`` (rows are ``z_2``, as an
-    image and ``plt.contour`` expect).
-    """
-    if prior.latent_dim != 2:
-        raise ValueError(f"prior.latent_dim must be 2 for a density grid, got {prior.latent_dim}")
-    check_int(n, "n", minimum=2)
-    if not lim > 0:
-        raise ValueError(f"lim must be > 0, got {lim}")
-    axis = torch.linspace(-lim, lim, n)
-    z2, z1 = torch.meshgrid(axis, axis, indexing="ij")
-    z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1).to(prior.device)
-    return axis, prior.log_prob(z).reshape(n, n).cpu()
-
-
-def density_integral(prior: Prior, lim: float = 10.0, n: int = 801) -> float:
-    r"""Riemann sum of a 2-D prior's density over ``[-lim, lim]^2`` with ``n x n`` cells:
-    close to 1 for a normalised density whose mass lies inside the square."""
-    axis, log_p = log_density_grid(prior, lim, n)
-    cell = (axis[1] - axis[0]).item() ** 2
-    return (log_p.double().exp().sum() * cell).item()
+    with eval_mode(model):
+        mean = model.posterior(x.to(module_device(model))).mean
+    return int((mean.var(dim=0) > threshold).sum().item())
 
 
 class SampleScorer:
@@ -185,7 +105,8 @@ class SampleScorer:
     each other and to the score of real test images.
 
     Args:
-        x, labels: real training images ``(N, D)`` and their classes ``(N,)``.
+        x: real training images ``(N, D)``.
+        labels: their classes ``(N,)``.
     """
 
     def __init__(self, x: torch.Tensor, labels: torch.Tensor):

@@ -2,8 +2,12 @@ r"""Invertible transformations with a tractable Jacobian determinant (normalisin
 
 **One direction, everywhere.** A flow step maps ``z`` to ``z_new``:
 
-    ``forward(z) -> (z_new, log_det)``, with ``log_det = ln |det dz_new/dz|`` of shape ``(B,)``;
-    ``inverse(z_new) -> z``.
+    ``forward(z, params=None) -> (z_new, log_det)``, with ``log_det = ln |det dz_new/dz|``
+    of shape ``(B,)``; ``inverse(z_new, params=None) -> z`` where a closed form exists.
+
+``params`` carries *amortised* parameters: values computed from each ``x`` by an encoder
+(one row per example, e.g. the Householder vectors of a flow posterior). A step with global
+parameters (its own ``nn.Parameter`` objects) takes none and refuses any it is given.
 
 A :class:`FlowSequence` applies its steps in order and sums their ``log_det`` starting from
 ``z.new_zeros(B)``; the change of variables then reads
@@ -23,13 +27,21 @@ from .utils import check_int, check_tensor
 
 
 class FlowStep(nn.Module):
-    """Base class: ``forward(z) -> (z_new, log_det)``, ``inverse(z_new) -> z``."""
+    """Base class: ``forward(z, params=None) -> (z_new, log_det)``; ``inverse`` is optional
+    (a Sylvester flow has none in closed form) and raises ``NotImplementedError`` here."""
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
+    def forward(self, z: torch.Tensor, params=None
+                ) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def inverse(self, z_new: torch.Tensor) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
+    def inverse(self, z_new: torch.Tensor, params=None) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form inverse")
+
+    def _no_params(self, params) -> None:
+        """Steps with global parameters take no per-example ones: say so instead of ignoring."""
+        if params is not None:
+            raise ValueError(f"{type(self).__name__} has global parameters; params must be "
+                             f"None, got {type(params).__name__}")
 
 
 class AffineCoupling(FlowStep):
@@ -69,35 +81,50 @@ class AffineCoupling(FlowStep):
         free = 1.0 - self.mask
         return free * self.scale * torch.tanh(raw_s), free * t
 
-    def forward(self, z):
+    def forward(self, z, params=None):
+        self._no_params(params)
         check_tensor(z, "z", ndim=2, last_dim=self.dim)
         s, t = self._s_t(self.mask * z)
         z_new = self.mask * z + (1.0 - self.mask) * (z * torch.exp(s) + t)
         return z_new, s.sum(dim=-1)  # s is zero on the fixed half
 
-    def inverse(self, z_new):
+    def inverse(self, z_new, params=None):
+        self._no_params(params)
         check_tensor(z_new, "z_new", ndim=2, last_dim=self.dim)
         s, t = self._s_t(self.mask * z_new)  # the fixed half is the same in z and z_new
         return self.mask * z_new + (1.0 - self.mask) * (z_new - t) * torch.exp(-s)
 
 
 class FlowSequence(FlowStep):
-    """Steps applied in order; ``log_det`` is the sum of the steps' log-determinants."""
+    """Steps applied in order; ``log_det`` is the sum of the steps' log-determinants.
+
+    ``params``, when given, is a sequence with one entry per step (``None`` for a step with
+    global parameters).
+    """
 
     def __init__(self, steps):
         super().__init__()
         self.steps = nn.ModuleList(steps)  # a ModuleList, so the steps' parameters are trained
 
-    def forward(self, z):
+    def _per_step(self, params) -> list:
+        if params is None:
+            return [None] * len(self.steps)
+        params = list(params)
+        if len(params) != len(self.steps):
+            raise ValueError(f"params must have one entry per step ({len(self.steps)}), "
+                             f"got {len(params)}")
+        return params
+
+    def forward(self, z, params=None):
         log_det = z.new_zeros(z.shape[0])
-        for step in self.steps:
-            z, ld = step(z)
+        for step, p in zip(self.steps, self._per_step(params)):
+            z, ld = step(z, p)
             log_det = log_det + ld
         return z, log_det
 
-    def inverse(self, z_new):
-        for step in reversed(self.steps):
-            z_new = step.inverse(z_new)
+    def inverse(self, z_new, params=None):
+        for step, p in zip(reversed(self.steps), reversed(self._per_step(params))):
+            z_new = step.inverse(z_new, p)
         return z_new
 
 

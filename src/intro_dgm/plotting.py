@@ -74,27 +74,8 @@ def learning_curves(history, title: str | None = None):
     return fig
 
 
-def latent_scatter(z, labels=None, ax=None, title: str | None = None, s: float = 6):
-    """Scatter of 2-D latent codes, coloured by label when given."""
-    z = _numpy(z)
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    else:
-        fig = ax.figure
-    sc = ax.scatter(z[:, 0], z[:, 1], c=None if labels is None else _numpy(labels),
-                    cmap="tab10", s=s, alpha=0.8)
-    if labels is not None:
-        fig.colorbar(sc, ax=ax, fraction=0.046)
-    ax.set_xlabel("$z_1$")
-    ax.set_ylabel("$z_2$")
-    ax.set_aspect("equal")
-    if title:
-        ax.set_title(title)
-    return fig
-
-
 def prior_contours(axis, log_p, z=None, ax=None, title: str | None = None, s: float = 3):
-    """The density of a 2-D prior (from :func:`intro_dgm.evaluation.log_density_grid`) as
+    """The density of a 2-D prior (from :func:`~intro_dgm.analysis.log_density_grid`) as
     filled contours, with latent codes ``z`` (e.g. the aggregated posterior's samples) on top."""
     axis, density = _numpy(axis), np.exp(_numpy(log_p))
     if ax is None:

@@ -3,10 +3,12 @@
 Every prior is an ``nn.Module`` with
 
 * ``sample(n) -> (n, L)``, vectorised (no Python loop over rows);
-* ``log_prob(z) -> (B,)`` for ``z`` of shape ``(B, L)``;
-* ``kl(z, mu_e, log_var_e) -> (B,)``: the per-example KL term of the ELBO,
-  ``ln q(z|x) - ln p(z)``, estimated at the sample ``z`` by default; a prior with a
-  closed form (the standard Gaussian) overrides it with the exact expectation.
+* ``log_prob(z) -> (B,)`` for ``z`` of shape ``(B, L)``.
+
+That is all: a prior knows nothing of the posterior. Where a posterior family and a prior
+have a closed-form KL (a diagonal Gaussian against ``StandardPrior``), it is registered in
+:mod:`intro_dgm.posteriors` and the model uses it; otherwise the model estimates the KL by
+Monte Carlo.
 
 A prior takes its device from its own parameters or buffers, so ``prior.to(device)`` is all
 a caller does. ``VAE(encoder, decoder, prior)`` accepts any of them.
@@ -16,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .distributions import kl_normal_diag, log_normal_diag, log_standard_normal
+from .distributions import log_normal_diag, log_standard_normal
 from .flows import realnvp
 from .nets import mlp
 from .utils import check_int, check_tensor, module_device
@@ -43,10 +45,6 @@ class Prior(nn.Module):
         check_int(n, "n", minimum=1)
         return self._sample(n)
 
-    def kl(self, z: torch.Tensor, mu_e: torch.Tensor, log_var_e: torch.Tensor) -> torch.Tensor:
-        r"""Single-sample estimate of :math:`\mathrm{KL}[q(z|x)\|p(z)]` at ``z ~ q(z|x)``."""
-        return log_normal_diag(z, mu_e, log_var_e) - self._log_prob(z)
-
     def _log_prob(self, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -67,10 +65,6 @@ class StandardPrior(Prior):
 
     def _sample(self, n):
         return torch.randn(n, self.latent_dim, device=self._anchor.device)
-
-    def kl(self, z, mu_e, log_var_e):
-        # Closed form: the same expectation as the base class's estimate, without its noise.
-        return kl_normal_diag(mu_e, log_var_e)
 
 
 class MixturePrior(Prior):
@@ -186,7 +180,7 @@ class VampPrior(MixturePrior):
             initial_pseudo_inputs(init, data, num_components, input_dim, input_range))
 
     def components(self):
-        return self.encoder(self.pseudo_inputs)
+        return _gaussian_components(self.encoder, self.pseudo_inputs)
 
 
 class AggregatedPosterior(MixturePrior):
@@ -198,7 +192,8 @@ class AggregatedPosterior(MixturePrior):
     and not a practical prior. Built from the encoder's outputs, it holds no parameters.
 
     Args:
-        mu_e, log_var_e: ``(N, L)``, the encoder's outputs for the ``N`` data points.
+        mu_e: ``(N, L)``, the encoder's means for the ``N`` data points.
+        log_var_e: ``(N, L)``, their log-variances.
     """
 
     def __init__(self, mu_e: torch.Tensor, log_var_e: torch.Tensor):
@@ -214,8 +209,8 @@ class AggregatedPosterior(MixturePrior):
     @classmethod
     @torch.no_grad()
     def from_encoder(cls, encoder: nn.Module, x: torch.Tensor) -> "AggregatedPosterior":
-        """``q(z)`` of ``encoder`` over the data ``x``."""
-        return cls(*encoder(x.to(module_device(encoder))))
+        """``q(z)`` of ``encoder`` (a diagonal Gaussian posterior) over the data ``x``."""
+        return cls(*_gaussian_components(encoder, x.to(module_device(encoder))))
 
     def components(self):
         return self.mu_e, self.log_var_e
@@ -260,11 +255,13 @@ class GTMPrior(MixturePrior):
 
     a fixed grid :math:`u_1..u_K` in a ``grid_dim``-dimensional space, mapped by a network
     :math:`g` to the components. Neighbouring grid points get neighbouring components.
+    The weights are :math:`1/K` by default; with ``learn_weights`` they are trained as the
+    source's GTM prior does (a softmax of free logits, like the MoG's).
     """
 
     def __init__(self, latent_dim: int, num_components: int = 16, grid_dim: int = 2,
-                 hidden: int = 64):
-        super().__init__(latent_dim, num_components)
+                 hidden: int = 64, learn_weights: bool = False):
+        super().__init__(latent_dim, num_components, learn_weights)
         self.register_buffer("grid", _grid(num_components, grid_dim))
         self.net = mlp(grid_dim, (check_int(hidden, "hidden", minimum=1),), 2 * latent_dim)
 
@@ -279,15 +276,15 @@ class GTMVampPrior(MixturePrior):
     .. math:: p_\lambda(z) = \frac1K \sum_{k=1}^K q_\phi\big(z \mid g(u_k)\big).
 
     ``g`` ends in a sigmoid scaled to ``input_range``, so the pseudo-inputs stay in the
-    range of values the encoder has seen.
+    range of values the encoder has seen. The weights are :math:`1/K` unless ``learn_weights``.
     """
 
     uses_encoder = True
 
     def __init__(self, encoder: nn.Module, input_dim: int, num_components: int = 16,
                  grid_dim: int = 2, hidden: int = 64,
-                 input_range: tuple[float, float] = (0.0, 1.0)):
-        super().__init__(encoder.latent_dim, num_components)
+                 input_range: tuple[float, float] = (0.0, 1.0), learn_weights: bool = False):
+        super().__init__(encoder.latent_dim, num_components, learn_weights)
         self.encoder = encoder
         self.input_dim = check_int(input_dim, "input_dim", minimum=1)
         self.input_range = tuple(float(v) for v in input_range)
@@ -300,7 +297,16 @@ class GTMVampPrior(MixturePrior):
         return lo + (hi - lo) * torch.sigmoid(self.net(self.grid))
 
     def components(self):
-        return self.encoder(self.pseudo_inputs)
+        return _gaussian_components(self.encoder, self.pseudo_inputs)
+
+
+def _gaussian_components(encoder: nn.Module, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mu, log_var)`` of the encoder's Gaussian posteriors at the pseudo-inputs ``u``."""
+    q = encoder(u)
+    if not hasattr(q, "log_var_e"):
+        raise TypeError("a pseudo-input prior needs an encoder whose posterior is a diagonal "
+                        f"Gaussian (mu_e, log_var_e); got {type(q).__name__}")
+    return q.mu_e, q.log_var_e
 
 
 class FlowPrior(Prior):
@@ -328,6 +334,7 @@ class FlowPrior(Prior):
         return self.flow.inverse(eps)
 
 
+#: The priors by name (a model config's ``prior``, the CLI's ``--prior``).
 PRIORS = {"standard": StandardPrior, "mog": MoGPrior, "vampprior": VampPrior,
           "gtm": GTMPrior, "gtm-vampprior": GTMVampPrior, "flow": FlowPrior}
 

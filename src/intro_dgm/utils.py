@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -54,11 +57,6 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def sum_except_batch(x: torch.Tensor) -> torch.Tensor:
-    """Sum over every dimension but the first: ``(B, ...) -> (B,)``."""
-    return x.reshape(x.shape[0], -1).sum(dim=1)
-
-
 def check_int(value, name: str, minimum: int | None = None) -> int:
     """Raise a clear error unless ``value`` is an integer (>= ``minimum`` when given)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -88,3 +86,35 @@ def check_tensor(x, name: str, ndim: int | None = None, last_dim: int | None = N
     if x.is_floating_point() and not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return x
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Put ``model`` in eval mode for a ``with`` block and restore its previous mode after,
+    so an evaluation in the middle of training does not silently switch training off."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def atomic_write(path, write: Callable[[Path], None]) -> Path:
+    """Write a file so that it is either absent, the old version or complete, never half
+    written: ``write(tmp)`` fills a temporary file beside ``path``, which is then renamed
+    over ``path`` (``os.replace`` is atomic on one file system)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """:func:`atomic_write` of a text file."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text))

@@ -3,27 +3,30 @@
 ``ipywidgets`` is imported only when an explorer is built, and only widgets and calls that
 exist in both ipywidgets 7.7 (Colab) and 8 are used: ``FloatSlider``, ``Dropdown``,
 ``Output``, ``HBox``/``VBox`` and ``observe(..., names="value")``. The picture itself is
-:func:`intro_dgm.plotting.latent_view`, so the book can show the same view as a static figure.
+:func:`~intro_dgm.plotting.latent_view`, so the book can show the same view as a static figure.
 """
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import torch
 
-from .evaluation import log_density_grid
+from .analysis import log_density_grid
 from .plotting import latent_view
 
 
 class LatentExplorer:
     """Move a point in the 2-D latent plane and see what each trained model decodes there.
 
+    ``widget`` is the ipywidgets box to display; ``image`` the last decoded image.
+
     Args:
         models: ``{name: trained VAE with a 2-D latent}``; a dropdown switches between them.
-        x: data whose codes (posterior means) show the aggregated posterior behind the point.
+        x: data whose codes (posterior means, ``model.posterior(x).mean``) show the
+            aggregated posterior behind the point.
         image_shape: shape of one decoded image.
         lim: the sliders and the plot cover ``[-lim, lim]^2``.
-
-    ``widget`` is the ipywidgets box to display; ``image`` the last decoded image.
+        vmax: the largest pixel value, for the grey scale of the decoded image (``None``: the
+            image's own maximum).
     """
 
     def __init__(self, models: dict, x: torch.Tensor, image_shape=(8, 8), lim: float = 4.0,
@@ -38,7 +41,7 @@ class LatentExplorer:
 
         self.models, self.image_shape, self.lim, self.vmax = dict(models), image_shape, lim, vmax
         with torch.no_grad():
-            self._codes = {n: m.encoder(x)[0] for n, m in self.models.items()}
+            self._codes = {n: m.posterior(x).mean for n, m in self.models.items()}
             self._grids = {n: log_density_grid(m.prior, lim) for n, m in self.models.items()}
         slider = dict(min=-lim, max=lim, step=0.1, value=0.0, continuous_update=False)
         self.z1 = w.FloatSlider(description="z1", **slider)

@@ -161,7 +161,8 @@ class PPCA:
         closed form; the chapter checks :math:`\ln p(x) = \mathrm{ELBO} + \mathrm{KL}[q\|p(z|x)]`.
 
         Args:
-            q_mean: ``(N, L)``; q_cov: ``(L, L)`` or ``(N, L, L)``.
+            q_mean: ``(N, L)``, the mean :math:`m` of :math:`q` for each row.
+            q_cov: ``(L, L)`` or ``(N, L, L)``, its covariance :math:`S`.
         """
         W, _, sigma2 = self._params()
         q_mean = torch.as_tensor(q_mean, dtype=torch.float64)

@@ -1,0 +1,62 @@
+"""Checkpoints: state_dict + config + spec, loaded with weights_only, written atomically."""
+import pytest
+import torch
+
+import intro_dgm
+from intro_dgm.checkpoints import load_checkpoint, load_model, save_checkpoint, write_metrics
+from intro_dgm.models import VAEConfig, build_vae
+from intro_dgm.protocol import RunSpec
+
+
+def test_round_trip_gives_the_same_model(tmp_path, digits):
+    torch.manual_seed(0)
+    config = VAEConfig(latent_dim=2, hidden=(8, 4), prior="mog", prior_kwargs={"num_components": 3})
+    model = build_vae(config)
+    spec = RunSpec(model_config={"latent_dim": 2}).to_dict()
+    save_checkpoint(tmp_path, "vae", config, model, spec=spec, extra={"dataset": "digits"})
+    raw = torch.load(tmp_path / "checkpoint.pt", weights_only=True)  # plain values only
+    assert raw["config"]["hidden"] == [8, 4] and raw["spec"]["train"]["optimizer"] == "adamax"
+    loaded = intro_dgm.load_model(tmp_path)
+    assert not loaded.training and loaded.decoder.dim == 64
+    for (n, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), n
+    x = digits.test[:5]
+    torch.manual_seed(1)
+    a = model.eval().loss(x)["elbo"]
+    torch.manual_seed(1)
+    assert torch.equal(a, loaded.loss(x)["elbo"])
+
+
+def test_a_data_initialised_prior_loads_without_the_data(tmp_path):
+    data = torch.randint(0, 17, (40, 64)).float()
+    config = VAEConfig(latent_dim=2, hidden=(8,), prior="vampprior",
+                       prior_kwargs={"num_components": 4, "init": "data"})
+    model = build_vae(config, data=data)
+    save_checkpoint(tmp_path, "vae", config, model)
+    loaded = load_model(tmp_path)
+    assert torch.equal(loaded.prior.pseudo_inputs, model.prior.pseudo_inputs)
+
+
+def test_missing_or_foreign_files_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint.pt"):
+        intro_dgm.load_model(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "nope")
+    torch.save({"model": "gan"}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="not an intro_dgm checkpoint"):
+        load_checkpoint(tmp_path)
+
+
+def test_files_are_written_atomically(tmp_path, monkeypatch):
+    write_metrics(tmp_path, {"a": 1})
+    assert (tmp_path / "metrics.json").read_text() == '{\n  "a": 1\n}\n'
+
+    def broken(obj, path):
+        path.write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken)
+    model = build_vae(VAEConfig(latent_dim=2, hidden=(4,)))
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tmp_path, "vae", VAEConfig(latent_dim=2, hidden=(4,)), model)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]  # no half file left

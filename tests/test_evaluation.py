@@ -1,0 +1,104 @@
+"""Evaluation of any model: the single-sample ELBO, the importance-weighted bound, active
+units, bits per dimension, the sample scorer; every function keeps the model's mode."""
+import math
+
+import pytest
+import torch
+
+from intro_dgm.data import load_digits_labels
+from intro_dgm.evaluation import (SampleScorer, active_units, bits_per_dim, elbo,
+                                  iwae_log_likelihood)
+from intro_dgm.models import VAEConfig, build_vae
+
+
+def _perturb(model, scale=0.3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+    return model
+
+
+def test_iwae_bound_above_elbo_and_grows_with_k(small_vae, digits):
+    model = _perturb(small_vae)
+    x = digits.test[:50]
+    torch.manual_seed(0)
+    avg_elbo = elbo(model, x).mean()
+    # K = 1 is a one-sample ELBO estimate: averaged over many draws it equals the ELBO
+    many = x.repeat(200, 1)
+    assert iwae_log_likelihood(model, many, k=1).mean().item() == pytest.approx(
+        elbo(model, many).mean().item(), abs=1.0)
+    bounds = []
+    for k in (1, 10, 100, 1000):
+        torch.manual_seed(1)
+        bounds.append(iwae_log_likelihood(model, x, k=k).mean().item())
+    assert bounds[1] > avg_elbo
+    assert all(b2 >= b1 for b1, b2 in zip(bounds, bounds[1:])), bounds
+
+
+def test_iwae_chunking_does_not_change_the_estimate(small_vae, digits):
+    x = digits.test[:20]
+    torch.manual_seed(3)
+    direct = torch.logsumexp(small_vae.log_weights(x, 64), 1) - math.log(64)
+    torch.manual_seed(3)
+    one_chunk = iwae_log_likelihood(small_vae, x, k=64, chunk_size=64)
+    assert torch.allclose(one_chunk, direct, atol=1e-5)
+    # chunks of samples and batches of examples draw the same estimator in another order
+    torch.manual_seed(4)
+    chunked = iwae_log_likelihood(small_vae, x, k=4000, chunk_size=300, batch_size=7)
+    torch.manual_seed(5)
+    whole = iwae_log_likelihood(small_vae, x, k=4000, chunk_size=4000)
+    assert torch.allclose(chunked, whole, atol=0.3)
+
+
+def test_active_units_on_an_encoder_built_to_use_three_of_five(digits):
+    torch.manual_seed(0)
+    model = build_vae(VAEConfig(latent_dim=5, hidden=(16,)))
+    last = model.encoder.net[1][-1]  # outputs: 5 means, then 5 log-variances
+    with torch.no_grad():
+        last.weight[[1, 3]] = 0.0  # means 1 and 3 ignore x: Cov_x(E[z_l]) = 0
+        last.weight[[0, 2, 4]] *= 50.0  # the others vary far above the 0.01 threshold
+    assert active_units(model, digits.test) == 3
+    with torch.no_grad():
+        last.weight[:5].zero_()
+    assert active_units(model, digits.test) == 0
+    assert active_units(model, digits.test, threshold=-1.0) == 5  # every variance is > -1
+
+
+def test_evaluation_restores_the_training_mode(small_vae, digits):
+    x = digits.test[:10]
+    for mode in (True, False):
+        small_vae.train(mode)
+        elbo(small_vae, x)
+        iwae_log_likelihood(small_vae, x, k=3)
+        active_units(small_vae, x)
+        assert small_vae.training is mode
+
+
+def test_bits_per_dim():
+    assert bits_per_dim(64 * math.log(2.0), 64) == pytest.approx(1.0)
+    assert torch.allclose(bits_per_dim(torch.tensor([0.0, 2 * math.log(2.0)]), 2),
+                          torch.tensor([0.0, 1.0]))
+
+
+def test_bad_k_is_named(small_vae, digits):
+    for k in (0, -5):
+        with pytest.raises(ValueError, match="k must be an integer >= 1"):
+            iwae_log_likelihood(small_vae, digits.test[:4], k=k)
+
+
+def test_sample_scorer_tells_digits_from_noise(digits):
+    labels = load_digits_labels()
+    assert labels["train"].shape == (1000,) and labels["test"].shape == (447,)
+    scorer = SampleScorer(digits.train, labels["train"])
+    real = scorer(digits.test)
+    torch.manual_seed(0)
+    noise = scorer(torch.randint(0, 17, (447, 64)).float())
+    blends = scorer(0.5 * (digits.test[:200] + digits.test[200:400]))
+    assert real["confidence"] > 0.8 and real["confidence"] > blends["confidence"] + 0.1
+    assert real["class_entropy"] == pytest.approx(math.log(10), abs=0.05)  # all ten classes
+    ones = digits.test[labels["test"] == 1]
+    assert scorer(ones)["class_entropy"] < 1.0  # mostly one class; ln 10 = 2.30 for all ten
+    assert noise["confidence"] < blends["confidence"] < real["confidence"]
+    with pytest.raises(ValueError, match="labels"):
+        SampleScorer(digits.train, labels["val"])

@@ -1,0 +1,158 @@
+"""The run protocol: specs with stable ids, one run function, the results store, tables."""
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from intro_dgm import models, protocol
+from intro_dgm.models import VAEConfig, build_vae
+from intro_dgm.protocol import (METRIC_KEYS, ResultsStore, RunSpec, make_row, markdown_table,
+                                run, run_and_store, summarise)
+from intro_dgm.training import NonFiniteLossError, TrainConfig
+
+TINY = dict(model_config={"latent_dim": 2, "hidden": [8]}, train=TrainConfig(max_epochs=2),
+            k=5, threads=1)
+
+
+def test_the_id_hashes_only_what_differs_from_the_defaults():
+    spec = RunSpec(model_config={"latent_dim": 2})
+    assert spec.canonical() == {"model": "vae", "model_config": {"latent_dim": 2}}
+    # Spelling out a default does not change the run, so it does not change the id.
+    same = RunSpec(model_config={"latent_dim": 2, "prior": "standard"}, train=TrainConfig(lr=1e-3),
+                   seed=0, dataset="digits")
+    assert same.id == spec.id
+    assert RunSpec(model_config={"latent_dim": 2}, seed=1).id != spec.id
+    assert RunSpec(model_config={"latent_dim": 2}, train=TrainConfig(warmup_epochs=50)).id != spec.id
+    # A golden value: stored results are found by id, so the hash must never drift.
+    assert spec.id == "4e1357e05860"  # sha256(b'{"model":"vae","model_config":{"latent_dim":2}}')[:12]
+
+
+def test_the_id_survives_a_config_that_gains_a_field_with_a_default(monkeypatch):
+    before = RunSpec(model_config={"latent_dim": 2}, train=TrainConfig(patience=5)).id
+
+    @dataclasses.dataclass
+    class LaterVAEConfig(VAEConfig):
+        free_bits: float = 0.0
+
+    @dataclasses.dataclass
+    class LaterTrainConfig(TrainConfig):
+        clip_kl: bool = False
+
+    monkeypatch.setitem(models.MODELS, "vae", (LaterVAEConfig, build_vae))
+    after = RunSpec(model_config={"latent_dim": 2}, train=LaterTrainConfig(patience=5))
+    assert after.id == before
+    assert RunSpec(model_config={"latent_dim": 2, "free_bits": 0.5},
+                   train=LaterTrainConfig(patience=5)).id != before
+
+
+def test_specs_round_trip_through_json_and_name_bad_fields():
+    spec = RunSpec(model_config={"latent_dim": 3, "hidden": (16, 8), "prior": "mog",
+                                 "prior_kwargs": {"num_components": 4}},
+                   train=TrainConfig(warmup_epochs=5), seed=2, extras=("hole_mass",))
+    back = RunSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert back == RunSpec.from_dict(spec.to_dict()) and back.id == spec.id
+    assert isinstance(back.train, TrainConfig) and back.train.warmup_epochs == 5
+    with pytest.raises(ValueError, match="unknown run spec field"):
+        RunSpec.from_dict({"model": "vae", "sead": 1})
+    with pytest.raises(ValueError, match="unknown field.*latent_size.*for model 'vae'"):
+        RunSpec(model_config={"latent_size": 2})
+    with pytest.raises(ValueError, match="unknown training field.*epochs"):
+        RunSpec(train={"epochs": 3})
+    with pytest.raises(ValueError, match="model must be one of vae"):
+        RunSpec(model="gan")
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        RunSpec(dataset="cifar")
+    with pytest.raises(ValueError, match="extras must name metrics in"):
+        RunSpec(extras=("fid",))
+    with pytest.raises(ValueError, match="posterior must be one of"):
+        RunSpec(model_config={"posterior": "vmf"})
+
+
+def test_a_run_reports_every_metric_and_repeats_exactly(digits):
+    spec = RunSpec(**TINY, extras=("hole_mass", "sample_quality"))
+    first = run(spec, digits)
+    assert set(METRIC_KEYS) <= set(first.metrics)
+    assert {"test_rec", "test_kl", "hole_mass", "sample_confidence", "sample_class_entropy"} <= set(first.metrics)
+    m = first.metrics
+    assert m["epochs"] == 2 and m["k"] == 5 and m["num_params"] == sum(
+        p.numel() for p in first.model.parameters())
+    assert m["test_elbo"] == pytest.approx(m["test_rec"] - m["test_kl"], abs=1.5)
+    assert m["test_nll_iw_bpd"] == pytest.approx(m["test_nll_iw"] / (64 * math.log(2)))
+    assert not first.model.training and first.environment["threads"] == 1
+    second = run(spec)
+    timeless = lambda metrics: {k: v for k, v in metrics.items() if "seconds" not in k}
+    assert timeless(second.metrics) == timeless(first.metrics)
+    assert "test NLL (K=5)" in first.summary()
+    with pytest.raises(ValueError, match="split is 'digits' but spec.dataset is 'digits-binary'"):
+        run(RunSpec(**{**TINY, "dataset": "digits-binary"}), digits)
+
+
+def test_a_diverged_run_is_stored_as_failed(tmp_path, monkeypatch):
+    def diverge(*args, **kwargs):
+        raise NonFiniteLossError("the training loss became nan in epoch 1, batch 3")
+
+    monkeypatch.setattr(protocol, "fit", diverge)
+    store = ResultsStore(tmp_path / "r.jsonl")
+    row, result = run_and_store(RunSpec(**TINY), store)
+    assert result is None and row["status"] == "failed" and "nan in epoch 1" in row["error"]
+    assert store.rows() == [row] and store.completed_ids() == set()
+    assert summarise(store.rows(), ["model"])[0]["failed"] == 1
+
+
+def _row(prior, seed, nll, status="ok"):
+    spec = RunSpec(model_config={"latent_dim": 2, "prior": prior}, seed=seed)
+    return {"id": spec.id, "spec": spec.to_dict(), "status": status,
+            "metrics": {"test_nll_iw": nll} if status == "ok" else None}
+
+
+def test_the_store_appends_reads_and_names_damage(tmp_path):
+    store = ResultsStore(tmp_path / "results.jsonl")
+    assert store.rows() == [] and store.completed_ids() == set()
+    rows = [_row("standard", 0, 90.0), _row("mog", 0, 91.0)]
+    for r in rows:
+        store.append(r)
+    assert store.rows() == rows
+    assert store.row(rows[1]["id"]) == rows[1]
+    assert store.completed_ids() == {r["id"] for r in rows}
+    with pytest.raises(ValueError, match="no row with id 'abc'"):
+        store.row("abc")
+    text = store.path.read_text()
+    store.path.write_text(text[:-20])  # cut mid-line, as a crash of another writer would
+    with pytest.raises(ValueError, match="line 2 is not a complete JSON row"):
+        store.rows()
+    with pytest.raises(ValueError, match="does not end with a newline"):
+        store.append(rows[0])
+    store.path.write_text('{"id": "x"}\n')
+    with pytest.raises(ValueError, match="line 1 is not a results row"):
+        store.rows()
+
+
+def test_make_row_holds_spec_metrics_and_environment(digits):
+    spec = RunSpec(**TINY)
+    result = run(spec, digits)
+    row = make_row(spec, result)
+    assert row["id"] == spec.id and row["status"] == "ok" and row["error"] is None
+    assert RunSpec.from_dict(row["spec"]) == spec
+    assert {"torch", "numpy", "python", "threads", "device"} <= set(row["environment"])
+    json.dumps(row)  # plain values only
+
+
+def test_summarise_and_markdown_table():
+    rows = [_row("standard", 0, 90.0), _row("standard", 1, 92.0), _row("standard", 2, 0, "failed"),
+            _row("mog", 0, 89.0), _row("mog", 1, 89.0)]
+    summary = summarise(rows, metrics=["test_nll_iw"])  # groups by what varies: the prior
+    assert [s["model_config.prior"] for s in summary] == ["standard", "mog"]
+    standard, mog = summary
+    assert standard["n"] == 2 and standard["failed"] == 1
+    assert standard["test_nll_iw"] == 91.0 and standard["test_nll_iw_sd"] == pytest.approx(math.sqrt(2))
+    assert mog["test_nll_iw"] == 89.0 and mog["test_nll_iw_sd"] == 0.0
+    table = markdown_table(rows, ["model_config.prior"], ["test_nll_iw"])
+    assert table.splitlines() == ["| prior | runs | test_nll_iw |", "|---|---|---|",
+                                  "| standard | 2 (+1 failed) | 91.00 ± 1.41 |",
+                                  "| mog | 2 | 89.00 ± 0.00 |"]
+    # A config field the rows leave at its default is read from the config's defaults.
+    assert summarise(rows, ["model_config.hidden"], ["test_nll_iw"])[0]["model_config.hidden"] == "[256, 256]"
+    with pytest.raises(ValueError, match="unknown key 'model_config.width'"):
+        summarise(rows, ["model_config.width"])
