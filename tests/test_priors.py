@@ -205,6 +205,10 @@ def test_mixture_log_prob_in_chunks_equals_one_pass():
     (lambda: MoGPrior(2).sample(0), "n must be an integer >= 1"),
     (lambda: make_prior("gaussian", 2), "prior"),
     (lambda: make_prior("vampprior", 2), "encoder"),
+    # Built directly, a pseudo-input prior must be told the range of the data.
+    (lambda: VampPrior(_encoder(), 64), "input_range is required"),
+    (lambda: GTMVampPrior(_encoder(), 64, num_components=4), "input_range is required"),
+    (lambda: VampPrior(_encoder(), 64, input_range=(16, 0)), "low < high"),
 ])
 def test_bad_input_is_named(make, match):
     with pytest.raises((ValueError, TypeError), match=match):

@@ -165,14 +165,18 @@ class VampPrior(MixturePrior):
         init: ``"random"`` draws the pseudo-inputs uniformly in ``input_range``; ``"data"``
             takes ``K`` distinct rows of ``data`` at random.
         data: ``(N, D)`` training data, required by (and only allowed with) ``init="data"``.
-        input_range: the range of the data values (``(0, 16)`` for Digits).
+        input_range: ``(low, high)``, the range of the data values (``(0, 16)`` for Digits),
+            required by ``init="random"``: a default such as ``(0, 1)`` would give near-blank
+            pseudo-inputs on Digits. :func:`~intro_dgm.models.vae.build_vae` sets it from the
+            config.
     """
 
     uses_encoder = True
 
     def __init__(self, encoder: nn.Module, input_dim: int, num_components: int = 16,
                  learn_weights: bool = False, init: str = "random",
-                 data: torch.Tensor | None = None, input_range: tuple[float, float] = (0.0, 1.0)):
+                 data: torch.Tensor | None = None,
+                 input_range: tuple[float, float] | None = None):
         super().__init__(encoder.latent_dim, num_components, learn_weights)
         self.encoder = encoder
         self.input_dim = check_int(input_dim, "input_dim", minimum=1)
@@ -217,12 +221,13 @@ class AggregatedPosterior(MixturePrior):
 
 
 def initial_pseudo_inputs(init: str, data: torch.Tensor | None, num_components: int,
-                          input_dim: int, input_range: tuple[float, float]) -> torch.Tensor:
+                          input_dim: int, input_range: tuple[float, float] | None
+                          ) -> torch.Tensor:
     """``(K, D)`` starting values: uniform in ``input_range``, or ``K`` rows of ``data``."""
     if init == "random":
         if data is not None:
             raise ValueError("data is only used with init='data'; got init='random' and data")
-        lo, hi = input_range
+        lo, hi = _check_range(input_range)
         return lo + (hi - lo) * torch.rand(num_components, input_dim)
     if init == "data":
         if data is None:
@@ -234,6 +239,20 @@ def initial_pseudo_inputs(init: str, data: torch.Tensor | None, num_components: 
         rows = torch.randperm(data.shape[0])[:num_components]
         return data[rows].detach().clone().float()
     raise ValueError(f"init must be 'random' or 'data', got {init!r}")
+
+
+def _check_range(input_range) -> tuple[float, float]:
+    """``(low, high)`` as floats with ``low < high``, or a clear error."""
+    if input_range is None:
+        raise ValueError("input_range is required: (low, high) of the data values, e.g. "
+                         "(0, 16) for Digits (build_vae sets it from the config)")
+    try:
+        lo, hi = (float(v) for v in input_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"input_range must be (low, high), got {input_range!r}") from None
+    if not lo < hi:
+        raise ValueError(f"input_range must have low < high, got {input_range!r}")
+    return lo, hi
 
 
 def _grid(num_components: int, grid_dim: int) -> torch.Tensor:
@@ -275,7 +294,8 @@ class GTMVampPrior(MixturePrior):
 
     .. math:: p_\lambda(z) = \frac1K \sum_{k=1}^K q_\phi\big(z \mid g(u_k)\big).
 
-    ``g`` ends in a sigmoid scaled to ``input_range``, so the pseudo-inputs stay in the
+    ``g`` ends in a sigmoid scaled to ``input_range`` (required: ``(low, high)`` of the data
+    values, ``(0, 16)`` for Digits), so the pseudo-inputs stay in the
     range of values the encoder has seen. The weights are :math:`1/K` unless ``learn_weights``.
     """
 
@@ -283,11 +303,11 @@ class GTMVampPrior(MixturePrior):
 
     def __init__(self, encoder: nn.Module, input_dim: int, num_components: int = 16,
                  grid_dim: int = 2, hidden: int = 64,
-                 input_range: tuple[float, float] = (0.0, 1.0), learn_weights: bool = False):
+                 input_range: tuple[float, float] | None = None, learn_weights: bool = False):
         super().__init__(encoder.latent_dim, num_components, learn_weights)
         self.encoder = encoder
         self.input_dim = check_int(input_dim, "input_dim", minimum=1)
-        self.input_range = tuple(float(v) for v in input_range)
+        self.input_range = _check_range(input_range)
         self.register_buffer("grid", _grid(num_components, grid_dim))
         self.net = mlp(grid_dim, (check_int(hidden, "hidden", minimum=1),), input_dim)
 

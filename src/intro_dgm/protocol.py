@@ -38,7 +38,7 @@ from .data import DATASETS, Split, load_dataset, load_digits_labels
 from .evaluation import SampleScorer, active_units, bits_per_dim, elbo, iwae_log_likelihood
 from .models import build_model, config_from_dict, model_entry
 from .training import History, NonFiniteLossError, TrainConfig, fit
-from .utils import atomic_write_text, check_int, get_device, seed_everything
+from .utils import atomic_write_text, check_fields, check_int, get_device, seed_everything
 
 #: The metrics every successful run reports (nats per example unless the name says bpd).
 METRIC_KEYS = ("test_nll_iw", "test_elbo", "train_elbo", "k", "active_units", "epochs",
@@ -139,14 +139,7 @@ class RunSpec:
     @classmethod
     def from_dict(cls, values: dict) -> "RunSpec":
         """The inverse of :meth:`to_dict`; unknown fields are a clear error."""
-        if not isinstance(values, dict):
-            raise ValueError(f"a run spec must be a JSON object, got {type(values).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown run spec field(s) {', '.join(unknown)}; "
-                             f"a spec has {', '.join(sorted(known))}")
-        return cls(**values)
+        return cls(**check_fields(cls, values, "run spec"))
 
     def canonical(self) -> dict:
         """The fields that differ from their defaults, at every level: what :attr:`id` hashes."""
@@ -171,13 +164,8 @@ class RunSpec:
 
 
 def train_config_from_dict(values: dict) -> TrainConfig:
-    """A :class:`TrainConfig` from a dict; unknown fields are a clear error."""
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown training field(s) {', '.join(unknown)}; "
-                         f"TrainConfig has {', '.join(sorted(known))}")
-    return TrainConfig(**values)
+    """A :class:`~intro_dgm.training.TrainConfig` from a dict; unknown fields are a clear error."""
+    return TrainConfig(**check_fields(TrainConfig, values, "training"))
 
 
 def resolved_config(spec: RunSpec, split: Split):

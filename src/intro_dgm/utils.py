@@ -66,6 +66,21 @@ def check_int(value, name: str, minimum: int | None = None) -> int:
     return int(value)
 
 
+def check_fields(cls, values, what: str) -> dict:
+    """Raise a clear error unless ``values`` is a dict whose keys are fields of dataclass ``cls``
+    (``what`` names it in the message, e.g. ``"run spec"``); returns ``values``."""
+    import dataclasses
+
+    if not isinstance(values, dict):
+        raise ValueError(f"a {what} must be a dict (a JSON object), got {type(values).__name__}")
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {what} field(s) {', '.join(unknown)}; "
+                         f"{cls.__name__} has {', '.join(known)}")
+    return values
+
+
 def check_tensor(x, name: str, ndim: int | None = None, last_dim: int | None = None,
                  floating: bool = True) -> torch.Tensor:
     """Validate a tensor argument: type, number of dimensions, trailing size, finiteness.

@@ -19,12 +19,11 @@ def config_from_dict(name: str, fields: dict):
     where the field is a tuple); unknown fields are a clear error."""
     import dataclasses
 
+    from ..utils import check_fields
+
     config_cls = model_entry(name)[0]
+    check_fields(config_cls, fields, f"{name!r} model config")
     known = {f.name: f for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(fields) - set(known))
-    if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(unknown)} for model {name!r}; "
-                         f"its config has {', '.join(known)}")
     values = {k: tuple(v) if isinstance(v, list) and isinstance(known[k].default, tuple) else v
               for k, v in fields.items()}
     return config_cls(**values)
