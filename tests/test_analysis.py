@@ -31,8 +31,6 @@ def test_aggregated_posterior_is_the_average_of_the_encoders_gaussians(small_vae
     per_point = td.Independent(td.Normal(q.mu_e, torch.exp(0.5 * q.log_var_e)), 1).log_prob(z[:, None])
     expected = torch.logsumexp(per_point, dim=1) - math.log(300)  # weights 1/N, N data points
     assert torch.allclose(agg.log_prob(z), expected, atol=1e-4)
-    assert torch.allclose(AggregatedPosterior.from_encoder(small_vae.encoder, x).log_prob(z),
-                          expected, atol=1e-4)
     with pytest.raises(ValueError, match="same shape"):
         AggregatedPosterior(q.mu_e, q.log_var_e[:, :2])
 

@@ -46,6 +46,13 @@ def test_every_named_data_set_loads():
     assert torch.equal(toy.test, two_gaussians_split(0.8).test)
     with pytest.raises(ValueError, match="dataset must be one of digits, digits-binary"):
         load_dataset("mnist-from-the-internet")
+    half = load_dataset("two-gaussians", p=0.5)
+    assert torch.equal(half.train, two_gaussians_split(0.5).train)
+    assert not torch.equal(half.train, toy.train)
+    with pytest.raises(ValueError, match="takes the option p only"):
+        load_dataset("two-gaussians", q=0.5)
+    with pytest.raises(ValueError, match="'digits' takes no options"):
+        load_dataset("digits", p=0.5)
 
 
 def test_loader_rejects_bad_input():

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from intro_dgm import models, protocol
+from intro_dgm.data import load_dataset
 from intro_dgm.models import VAEConfig, build_vae
 from intro_dgm.protocol import (METRIC_KEYS, ResultsStore, RunSpec, make_row, markdown_table,
                                 run, run_and_store, summarise)
@@ -25,6 +26,9 @@ def test_the_id_hashes_only_what_differs_from_the_defaults():
     assert same.id == spec.id
     assert RunSpec(model_config={"latent_dim": 2}, seed=1).id != spec.id
     assert RunSpec(model_config={"latent_dim": 2}, train=TrainConfig(warmup_epochs=50)).id != spec.id
+    toy = RunSpec(model_config={"latent_dim": 2}, dataset="two-gaussians")
+    assert RunSpec(model_config={"latent_dim": 2}, dataset="two-gaussians",
+                   dataset_options={"p": 0.5}).id != toy.id
     # A golden value: stored results are found by id, so the hash must never drift.
     assert spec.id == "4e1357e05860"  # sha256(b'{"model":"vae","model_config":{"latent_dim":2}}')[:12]
 
@@ -85,8 +89,14 @@ def test_a_run_reports_every_metric_and_repeats_exactly(digits):
     timeless = lambda metrics: {k: v for k, v in metrics.items() if "seconds" not in k}
     assert timeless(second.metrics) == timeless(first.metrics)
     assert "test NLL (K=5)" in first.summary()
-    with pytest.raises(ValueError, match="split is 'digits' but spec.dataset is 'digits-binary'"):
+    with pytest.raises(ValueError, match="split 'digits' is not the data set spec.dataset names"):
         run(RunSpec(**{**TINY, "dataset": "digits-binary"}), digits)
+    other = dataclasses.replace(digits, test=digits.test[:100])  # same name, other data
+    with pytest.raises(ValueError, match="is not the data set spec.dataset names"):
+        run(RunSpec(**{**TINY, "dataset": "two-gaussians"}),
+            load_dataset("two-gaussians", p=0.5))
+    with pytest.raises(ValueError, match="is not the data set spec.dataset names"):
+        run(spec, other)
 
 
 def test_a_diverged_run_is_stored_as_failed(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@
   (``--num-components``, ``--learn-weights``, ``--init``, ``--num-layers``; ``--prior-hidden``
   where a name is taken by the model), the :class:`~intro_dgm.training.TrainConfig` fields
   (``--lr``, ``--warmup-epochs``, ...) and the spec's own (``--dataset``, ``--seed``, ``--k``,
-  ``--extras``, ``--threads``, ``--device``).
+  ``--extras``, ``--threads``, ``--device``, ``--dataset-options``).
 * ``evaluate DIR [--k K]``: re-evaluate a checkpoint on the test set.
 * ``reproduce RESULTS ROW_ID --out DIR``: re-run a stored row and print the stored and the
   new metrics side by side (exit status 1 if a metric other than a time differs).
@@ -60,6 +60,16 @@ def _number(kind, flag: str, positive: bool = False):
             raise argparse.ArgumentTypeError(f"{flag} must be > 0, got {value}")
         return value
     return parse
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"--dataset-options must be a JSON object: {exc.msg}")
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"--dataset-options must be a JSON object, got {text!r}")
+    return value
 
 
 def _add_option(group, flag: str, dest: str, annotation: str, help_text: str) -> bool:
@@ -127,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_option(g, _flag(f.name), f"train__{f.name}", f.type, f"default {f.default}")
     g = t.add_argument_group("run")
     g.add_argument("--dataset", default=None, choices=DATASETS)
+    g.add_argument("--dataset-options", type=_json_object, default=None, metavar="JSON",
+                   help='options of the data set, e.g. \'{"p": 0.5}\' for two-gaussians')
     g.add_argument("--seed", type=_number(int, "--seed"), default=None)
     g.add_argument("--k", type=_number(int, "--k", positive=True), default=None,
                    help="importance samples per test example (default 1000)")
@@ -167,8 +179,9 @@ def _given(args, prefix: str) -> dict:
 
 def spec_from_args(args) -> RunSpec:
     """The :class:`RunSpec` that the ``train`` options describe."""
-    run_opts = {k: getattr(args, k) for k in ("model", "dataset", "seed", "k", "extras",
-                                              "threads", "device") if getattr(args, k) is not None}
+    run_opts = {k: getattr(args, k) for k in ("model", "dataset", "dataset_options", "seed", "k",
+                                              "extras", "threads", "device")
+                if getattr(args, k) is not None}
     model_cfg, prior_opts, train_opts = (_given(args, "model__"), _given(args, "prior__"),
                                          _given(args, "train__"))
     if args.spec is not None:
@@ -241,7 +254,8 @@ def evaluate_checkpoint(args) -> dict:
     """``intro-dgm evaluate``: the test metrics of a saved model."""
     payload = checkpoints.load_checkpoint(args.directory)
     model = checkpoints.load_model(args.directory)
-    split = load_dataset(payload["extra"].get("dataset", "digits"))
+    spec = payload.get("spec") or {}
+    split = load_dataset(spec.get("dataset", "digits"), **spec.get("dataset_options", {}))
     seed_everything(args.seed)
     return evaluate(model, split, args.k, args.seed)
 

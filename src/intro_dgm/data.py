@@ -84,14 +84,21 @@ def two_gaussians_split(p: float = 0.8) -> Split:
                  num_vals=0, image_shape=(1, 2), name="two-gaussians")
 
 
-def load_dataset(name: str) -> Split:
-    """A data set by name (the CLI's ``--dataset``): one of :data:`DATASETS`."""
-    if name == "digits":
-        return load_digits_split(binary=False)
-    if name == "digits-binary":
-        return load_digits_split(binary=True)
+def load_dataset(name: str, **options) -> Split:
+    """A data set by name (the CLI's ``--dataset``): one of :data:`DATASETS`.
+
+    ``options`` go to the loader where it takes any (``two-gaussians``: ``p``, the weight of
+    the left cluster); a run spec records them in ``dataset_options``.
+    """
+    if name in ("digits", "digits-binary"):
+        if options:
+            raise ValueError(f"dataset {name!r} takes no options; got {sorted(options)}")
+        return load_digits_split(binary=name == "digits-binary")
     if name == "two-gaussians":
-        return two_gaussians_split()
+        unknown = sorted(set(options) - {"p"})
+        if unknown:
+            raise ValueError(f"dataset 'two-gaussians' takes the option p only; got {unknown}")
+        return two_gaussians_split(**options)
     raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {name!r}")
 
 

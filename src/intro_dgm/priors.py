@@ -193,7 +193,8 @@ class AggregatedPosterior(MixturePrior):
 
     It is the prior that maximises the ELBO for a fixed encoder (chapter: rewriting the
     ELBO), and evaluating it costs ``N`` Gaussians per point -- why it is a yardstick here
-    and not a practical prior. Built from the encoder's outputs, it holds no parameters.
+    and not a practical prior. Built from the encoder's outputs, it holds no parameters;
+    :func:`~intro_dgm.analysis.aggregated_posterior` builds it for a trained model.
 
     Args:
         mu_e: ``(N, L)``, the encoder's means for the ``N`` data points.
@@ -209,12 +210,6 @@ class AggregatedPosterior(MixturePrior):
         super().__init__(mu_e.shape[1], mu_e.shape[0])
         self.register_buffer("mu_e", mu_e.detach().clone())
         self.register_buffer("log_var_e", log_var_e.detach().clone())
-
-    @classmethod
-    @torch.no_grad()
-    def from_encoder(cls, encoder: nn.Module, x: torch.Tensor) -> "AggregatedPosterior":
-        """``q(z)`` of ``encoder`` (a diagonal Gaussian posterior) over the data ``x``."""
-        return cls(*_gaussian_components(encoder, x.to(module_device(encoder))))
 
     def components(self):
         return self.mu_e, self.log_var_e

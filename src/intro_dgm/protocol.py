@@ -38,7 +38,8 @@ from .data import DATASETS, Split, load_dataset, load_digits_labels
 from .evaluation import SampleScorer, active_units, bits_per_dim, elbo, iwae_log_likelihood
 from .models import build_model, config_from_dict, model_entry
 from .training import History, NonFiniteLossError, TrainConfig, fit
-from .utils import atomic_write_text, check_fields, check_int, get_device, seed_everything
+from .utils import (atomic_write_text, check_fields, check_int, eval_mode, get_device,
+                    seed_everything)
 
 #: The metrics every successful run reports (nats per example unless the name says bpd).
 METRIC_KEYS = ("test_nll_iw", "test_elbo", "train_elbo", "k", "active_units", "epochs",
@@ -93,6 +94,8 @@ class RunSpec:
             fields ``input_dim``, ``num_vals``, ``likelihood`` come from the data set).
         train: a :class:`~intro_dgm.training.TrainConfig`.
         dataset: a name in :data:`~intro_dgm.data.DATASETS`.
+        dataset_options: options of that data set's loader (e.g. ``{"p": 0.5}`` for
+            ``two-gaussians``).
         seed: seeds the model's initialisation, the batches, and the evaluation's samples.
         k: importance samples per test example for ``test_nll_iw``.
         extras: names in :data:`EXTRA_METRICS` to measure too.
@@ -104,6 +107,7 @@ class RunSpec:
     model_config: dict = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     dataset: str = "digits"
+    dataset_options: dict = field(default_factory=dict)
     seed: int = 0
     k: int = 1000
     extras: tuple[str, ...] = ()
@@ -122,6 +126,9 @@ class RunSpec:
             raise TypeError(f"train must be a TrainConfig or a dict, got {type(self.train).__name__}")
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {self.dataset!r}")
+        if not isinstance(self.dataset_options, dict):
+            raise TypeError(f"dataset_options must be a dict, got "
+                            f"{type(self.dataset_options).__name__}")
         check_int(self.seed, "seed", minimum=0)
         check_int(self.k, "k", minimum=1)
         self.extras = tuple(self.extras)
@@ -229,11 +236,11 @@ def count_parameters(model: nn.Module) -> int:
 def _test_terms(model: nn.Module, x: torch.Tensor) -> dict:
     """``test_<term>``: the mean over ``x`` of every loss term but ``loss`` and ``elbo``."""
     sums: dict[str, float] = {}
-    model.eval()
-    for i in range(0, x.shape[0], 1000):
-        for key, value in model.loss(x[i:i + 1000]).items():
-            if key not in ("loss", "elbo"):
-                sums[key] = sums.get(key, 0.0) + value.sum().item()
+    with eval_mode(model):
+        for i in range(0, x.shape[0], 1000):
+            for key, value in model.loss(x[i:i + 1000]).items():
+                if key not in ("loss", "elbo"):
+                    sums[key] = sums.get(key, 0.0) + value.sum().item()
     return {f"test_{key}": total / x.shape[0] for key, total in sums.items()}
 
 
@@ -242,14 +249,22 @@ def run(spec: RunSpec, split: Split | None = None, progress: bool = False) -> Ru
 
     Args:
         spec: the run.
-        split: the data, when already loaded (its ``name`` must be ``spec.dataset``).
+        split: the data, when already loaded: it must be the data set ``spec.dataset`` names.
         progress: show a progress bar while training.
     Raises:
         NonFiniteLossError: training diverged (:func:`run_and_store` records it as failed).
     """
-    split = load_dataset(spec.dataset) if split is None else split
-    if split.name != spec.dataset:
-        raise ValueError(f"split is {split.name!r} but spec.dataset is {spec.dataset!r}")
+    named = load_dataset(spec.dataset, **spec.dataset_options)
+    if split is None:
+        split = named
+    elif split.name != spec.dataset or not all(
+            torch.equal(getattr(split, part), getattr(named, part))
+            for part in ("train", "val", "test")):
+        # A spec must describe its data: a row whose numbers came from other data than
+        # spec.dataset names could not be reproduced from the spec.
+        raise ValueError(f"split {split.name!r} is not the data set spec.dataset names "
+                         f"({spec.dataset!r}, options {spec.dataset_options}); pass "
+                         "split=None or the data it names")
     threads_before = torch.get_num_threads()
     if spec.threads is not None:
         torch.set_num_threads(spec.threads)

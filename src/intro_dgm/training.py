@@ -24,7 +24,7 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax, "adamw": t
 
 @dataclass
 class TrainConfig:
-    """How a model is trained (the book's protocol are the defaults).
+    """How a model is trained; the defaults are the book's protocol.
 
     Attributes:
         optimizer: one of ``"adam"``, ``"adamax"``, ``"adamw"``.

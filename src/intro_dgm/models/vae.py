@@ -50,8 +50,9 @@ class VAE(nn.Module):
 
     The KL term is the closed form when the posterior family and the prior have one
     (:func:`~intro_dgm.posteriors.analytic_kl`), else the single-sample Monte Carlo estimate
-    ``ln q(z|x) - ln p(z)`` at the very ``z`` that the reconstruction term uses; the loss
-    model says which in :attr:`kl_is_analytic`.
+    ``ln q(z|x) - ln p(z)`` at the very ``z`` that the reconstruction term uses;
+    :attr:`kl_is_analytic` says which. The encoder maps ``x`` to a posterior object and names
+    its family in ``posterior_cls``.
     """
 
     def __init__(self, encoder: nn.Module, decoder: Decoder, prior: Prior | None = None):
