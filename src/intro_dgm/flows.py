@@ -132,3 +132,162 @@ def realnvp(dim: int, num_layers: int = 4, hidden: int = 64) -> FlowSequence:
     """``num_layers`` affine couplings with alternating masks."""
     check_int(num_layers, "num_layers", minimum=1)
     return FlowSequence([AffineCoupling(dim, hidden, parity=i % 2) for i in range(num_layers)])
+
+
+# ----------------------------------------------------------------- flow posteriors' steps
+def householder_matrix(v: torch.Tensor) -> torch.Tensor:
+    r"""The Householder reflection :math:`H = I - 2\,\frac{v v^\top}{\lVert v\rVert^2}` of every row
+    of ``v`` ``(B, L)``: ``(B, L, L)``. Symmetric and orthogonal, so :math:`H^{-1} = H` and
+    :math:`|\det H| = 1` (chapter: variational posteriors)."""
+    eye = torch.eye(v.shape[-1], dtype=v.dtype, device=v.device)
+    return eye - 2.0 * v[:, :, None] * v[:, None, :] / _squared_norm(v)[:, :, None]
+
+
+def _squared_norm(v: torch.Tensor) -> torch.Tensor:
+    # A v of norm 0 defines no reflection; the clamp keeps a freshly initialised (or
+    # degenerate) amortised v from producing 0/0 = NaN instead of a finite, near-identity map.
+    return (v * v).sum(-1, keepdim=True).clamp_min(1e-12)
+
+
+def _reflect(z: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``H z`` without forming ``H``: ``z - 2 v (v.z) / |v|^2`` (rows of ``z`` and ``v``)."""
+    return z - 2.0 * v * (z * v).sum(-1, keepdim=True) / _squared_norm(v)
+
+
+class Householder(FlowStep):
+    r"""A Householder step (Tomczak & Welling, 2016): :math:`z_{new} = H z` with
+    :math:`H = I - 2 v v^\top / \lVert v\rVert^2`, volume preserving (``log_det = 0``).
+
+    ``params`` is ``v`` ``(B, L)``, one vector per example (amortised: in the book's flow
+    posterior :math:`v_0` is the encoder's last hidden layer mapped to ``L`` numbers and
+    :math:`v_t = \mathrm{Linear}(v_{t-1})`). The inverse is the step itself.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = check_int(dim, "dim", minimum=1)
+
+    def _check(self, z, v):
+        check_tensor(z, "z", ndim=2, last_dim=self.dim)
+        if not isinstance(v, torch.Tensor) or v.shape != z.shape:
+            raise ValueError(f"params must be the vectors v of shape {tuple(z.shape)} "
+                             f"(one per row of z), got "
+                             f"{tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__}")
+
+    def forward(self, z, params=None):
+        self._check(z, params)
+        return _reflect(z, params), z.new_zeros(z.shape[0])
+
+    def inverse(self, z_new, params=None):
+        self._check(z_new, params)
+        return _reflect(z_new, params)  # H H = I
+
+
+def bjorck_bowie(q: torch.Tensor, tol: float = 1e-6, max_iter: int = 100
+                 ) -> tuple[torch.Tensor, int]:
+    r"""Orthonormalise the columns of ``q`` ``(B, D, M)`` (``M <= D``) by the iteration of
+    Björck & Bowie (1971), as in Sylvester flows (van den Berg et al., 2018):
+
+    .. math:: Q_{k+1} = Q_k \left(I + \tfrac12 \left(I - Q_k^\top Q_k\right)\right),
+
+    which converges when :math:`\lVert Q_0^\top Q_0 - I\rVert_2 < 1`; dividing by the Frobenius
+    norm first puts every singular value in :math:`(0, 1]`, which guarantees it for a
+    full-rank ``q``. Runs until :math:`\max|Q^\top Q - I| <` ``tol`` (or ``max_iter``) and
+    returns ``(Q, iterations)``. Differentiable: gradients flow through the iterations.
+    """
+    q = q / q.flatten(1).norm(dim=1)[:, None, None]
+    eye = torch.eye(q.shape[-1], dtype=q.dtype, device=q.device)
+    for it in range(1, max_iter + 1):
+        q = q @ (eye + 0.5 * (eye - q.transpose(1, 2) @ q))
+        if (q.transpose(1, 2) @ q - eye).abs().max() < tol:
+            return q, it
+    return q, max_iter
+
+
+def householder_product(vs: torch.Tensor) -> torch.Tensor:
+    """``Q = H(v_1) H(v_2) ... H(v_H)`` for ``vs`` ``(B, H, D)``: an orthogonal ``(B, D, D)``
+    (the H-SNF's way to an orthogonal matrix)."""
+    q = torch.eye(vs.shape[-1], dtype=vs.dtype, device=vs.device).expand(vs.shape[0], -1, -1)
+    for i in range(vs.shape[1]):
+        q = q @ householder_matrix(vs[:, i])
+    return q
+
+
+class Sylvester(FlowStep):
+    r"""A Sylvester normalising-flow step (van den Berg et al., 2018):
+
+    .. math:: z_{new} = z + Q R\, h\big(\tilde R Q^\top z + b\big), \qquad h = \tanh,
+
+    with ``Q`` ``(D, M)`` of orthonormal columns and ``R``, :math:`\tilde R` upper triangular
+    ``(M, M)``. By Sylvester's determinant identity :math:`\det(I_D + AB) = \det(I_M + BA)`,
+    and because the product of triangular matrices is triangular,
+
+    .. math:: \ln|\det \partial z_{new}/\partial z| = \sum_{i=1}^M \ln\big|1 + h'(a_i)\,
+              \tilde R_{ii} R_{ii}\big|, \quad a = \tilde R Q^\top z + b .
+
+    The step is invertible when :math:`R_{ii}\tilde R_{ii} > -1/\lVert h'\rVert_\infty = -1`;
+    here the diagonals are :math:`0.999\tanh` of free numbers, so :math:`|R_{ii}\tilde R_{ii}| < 1`
+    by construction (in floating point too). No closed-form inverse exists.
+
+    Args:
+        dim: ``D``.
+        kind: how ``Q`` is made from ``params["q"]``: ``"orthogonal"`` (O-SNF: a ``(B, D, M)``
+            matrix orthonormalised by :func:`bjorck_bowie`), ``"householder"`` (H-SNF: ``(B, H,
+            D)`` vectors multiplied into ``Q`` by :func:`householder_product`, ``M = D``) or
+            ``"triangular"`` (T-SNF: ``Q`` is the identity or, with ``reverse``, the reversal
+            permutation; no ``params["q"]``, ``M = D``).
+        reverse: T-SNF only: use the reversal permutation (alternate it between steps).
+
+    ``params`` is a dict of per-example tensors: ``"r"`` and ``"r_tilde"`` ``(B, M, M)`` (only
+    their upper triangles are used; the diagonals pass through ``tanh``), ``"b"`` ``(B, M)``
+    and ``"q"`` as above.
+    """
+
+    KINDS = ("orthogonal", "householder", "triangular")
+
+    def __init__(self, dim: int, kind: str = "orthogonal", reverse: bool = False):
+        super().__init__()
+        self.dim = check_int(dim, "dim", minimum=1)
+        if kind not in self.KINDS:
+            raise ValueError(f"kind must be one of {', '.join(self.KINDS)}; got {kind!r}")
+        if reverse and kind != "triangular":
+            raise ValueError("reverse applies to kind='triangular' only")
+        self.kind, self.reverse = kind, bool(reverse)
+
+    def orthogonal(self, params: dict, batch: int, like: torch.Tensor) -> torch.Tensor:
+        """``Q`` ``(B, D, M)`` for this batch."""
+        if self.kind == "orthogonal":
+            return bjorck_bowie(params["q"])[0]
+        if self.kind == "householder":
+            return householder_product(params["q"])
+        eye = torch.eye(self.dim, dtype=like.dtype, device=like.device)
+        q = eye.flip(1) if self.reverse else eye
+        return q.expand(batch, -1, -1)
+
+    #: The diagonals are ``DIAG_BOUND * tanh(raw)``: in float32 ``tanh`` reaches exactly 1
+    #: (from about 9), where ``R_ii R~_ii = -1`` would make the map singular at ``a = 0``;
+    #: the bound keeps ``1 + h' R_ii R~_ii >= 1 - 0.999^2 > 0`` in floating point too.
+    DIAG_BOUND = 0.999
+
+    @classmethod
+    def triangular(cls, raw: torch.Tensor) -> torch.Tensor:
+        """Upper triangle of ``raw`` with ``DIAG_BOUND * tanh`` on its diagonal (``|R_ii| < 1``)."""
+        diag = cls.DIAG_BOUND * torch.tanh(torch.diagonal(raw, dim1=-2, dim2=-1))
+        return torch.triu(raw, diagonal=1) + torch.diag_embed(diag)
+
+    def forward(self, z, params=None):
+        check_tensor(z, "z", ndim=2, last_dim=self.dim)
+        if not isinstance(params, dict) or not {"r", "r_tilde", "b"} <= set(params) or (
+                self.kind != "triangular" and "q" not in params):
+            raise ValueError(f"params must be a dict with 'r', 'r_tilde', 'b'"
+                             f"{'' if self.kind == 'triangular' else ' and q'} for a "
+                             f"{self.kind} Sylvester step")
+        q = self.orthogonal(params, z.shape[0], z)
+        r, r_tilde = self.triangular(params["r"]), self.triangular(params["r_tilde"])
+        a = (r_tilde @ (q.transpose(1, 2) @ z[:, :, None]))[..., 0] + params["b"]
+        h = torch.tanh(a)
+        z_new = z + (q @ (r @ h[:, :, None]))[..., 0]
+        h_prime = 1.0 - h ** 2
+        diag = torch.diagonal(r, dim1=-2, dim2=-1) * torch.diagonal(r_tilde, dim1=-2, dim2=-1)
+        # 1 + h' * diag > 0 because h' is in (0, 1] and |diag| < 1 (the invertibility condition)
+        return z_new, torch.log1p(h_prime * diag).sum(-1)
