@@ -116,7 +116,7 @@ def test_a_diverged_run_exits_1_and_is_stored_as_failed(tmp_path, capsys, monkey
     (["train", "--model", "gan", "--out", "X"], "argument --model: invalid choice: 'gan'"),
     (["train", "--latent-dim", "0", "--out", "X"], "latent_dim must be an integer >= 1, got 0"),
     (["train", "--latent-dim", "abc", "--out", "X"], "--latent-dim must be an integer, got 'abc'"),
-    (["train", "--posterior", "vmf", "--out", "X"], "posterior must be one of gaussian; got 'vmf'"),
+    (["train", "--posterior", "vmf", "--out", "X"], "posterior must be one of gaussian, householder, sylvester-orthogonal"),
     (["train", "--lr", "-1", "--out", "X"], "lr must be a number > 0"),
     (["evaluate", "X", "--k", "0"], "--k must be > 0"),
     (["train", "--dataset-options", "p=0.5", "--out", "X"], "--dataset-options must be a JSON object"),
@@ -194,6 +194,18 @@ def test_every_prior_trains_and_reloads(tmp_path, capsys, prior, options, expect
         assert model.prior.learn_weights == expected_kwargs["learn_weights"]
     assert main(["evaluate", str(out), "--k", "5"]) == 0
     assert _json(capsys)["test_nll_iw"] == pytest.approx(row["metrics"]["test_nll_iw"], abs=1e-4)
+
+
+def test_posterior_options_reach_the_encoder(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_tiny(out) + ["--posterior", "sylvester-orthogonal", "--num-steps", "2",
+                              "--num-ortho", "1"]) == 0
+    row = _json(capsys)
+    assert row["spec"]["model_config"]["posterior_kwargs"] == {"num_steps": 2, "num_ortho": 1}
+    model = intro_dgm.load_model(out)
+    assert len(model.encoder.steps) == 2 and model.encoder.m == 1
+    assert main(_tiny(tmp_path / "x") + ["--posterior", "householder", "--num-ortho", "2"]) == 2
+    assert "--num-ortho does not apply to --posterior householder" in capsys.readouterr().err
 
 
 def test_every_prior_has_a_cli_test():

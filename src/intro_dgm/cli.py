@@ -6,7 +6,9 @@
   options are generated from the dataclasses: a model's config fields (``--latent-dim``,
   ``--hidden``, ``--prior``, ...), the options of every prior's constructor
   (``--num-components``, ``--learn-weights``, ``--init``, ``--num-layers``; ``--prior-hidden``
-  where a name is taken by the model), the :class:`~intro_dgm.training.TrainConfig` fields
+  where a name is taken by the model), the options of every posterior family
+  (``--num-steps``, ``--num-ortho``, ``--num-householder``), the
+  :class:`~intro_dgm.training.TrainConfig` fields
   (``--lr``, ``--warmup-epochs``, ...) and the spec's own (``--dataset``, ``--seed``, ``--k``,
   ``--extras``, ``--threads``, ``--device``, ``--dataset-options``).
 * ``evaluate DIR [--k K]``: re-evaluate a checkpoint on the test set.
@@ -29,6 +31,7 @@ from pathlib import Path
 from . import checkpoints
 from .data import DATASETS, load_dataset
 from .models import MODELS, model_entry
+from .encoders import POSTERIORS
 from .priors import PRIORS
 from .protocol import (DATA_FIELDS, EXTRA_METRICS, ResultsStore, RunSpec, evaluate,
                        markdown_table, run_and_store)
@@ -91,18 +94,31 @@ def _add_option(group, flag: str, dest: str, annotation: str, help_text: str) ->
     return True
 
 
-#: Prior constructor arguments that the model supplies, not the user.
-_PRIOR_SUPPLIED = {"self", "latent_dim", "encoder", "input_dim", "data", "weights", "input_range"}
+#: The parts of a model whose own options come from their constructors: config field ->
+#: (the registry of names, the field holding the options, the callable whose signature
+#: lists the options, the arguments the model supplies itself).
+_PARTS = {
+    "prior": (PRIORS, "prior_kwargs", lambda cls: cls,
+              {"self", "latent_dim", "encoder", "input_dim", "data", "weights", "input_range"}),
+    "posterior": (POSTERIORS, "posterior_kwargs", lambda entry: entry[0].from_mlp,
+                  {"self", "input_layer", "input_dim", "hidden", "latent_dim", "kind"}),
+}
 
 
-def _prior_options() -> dict[str, str]:
-    """Every simple option of every prior: name -> annotation."""
-    options = {}
-    for cls in PRIORS.values():
-        for name, p in inspect.signature(cls).parameters.items():
-            if name not in _PRIOR_SUPPLIED and isinstance(p.annotation, str):
-                options.setdefault(name, p.annotation)
+def _part_options(part: str) -> dict[str, tuple[str, list[str]]]:
+    """Every simple option of every member of ``part``: name -> (annotation, members)."""
+    registry, _, signature_of, supplied = _PARTS[part]
+    options: dict[str, tuple[str, list[str]]] = {}
+    for member, entry in registry.items():
+        for name, p in inspect.signature(signature_of(entry)).parameters.items():
+            if name not in supplied and isinstance(p.annotation, str):
+                options.setdefault(name, (p.annotation, []))[1].append(member)
     return options
+
+
+def _part_flag(part: str, name: str) -> str:
+    """``--name``, or ``--part-name`` where a model config field has that name."""
+    return _flag(f"{part}_{name}" if name in _model_fields() else name)
 
 
 def _model_fields() -> dict[str, str]:
@@ -127,11 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     model_fields = _model_fields()
     for name, annotation in model_fields.items():
         _add_option(g, _flag(name), f"model__{name}", annotation, f"config field {name}")
-    g = t.add_argument_group("prior options (arguments of the chosen prior's constructor)")
-    for name, annotation in _prior_options().items():
-        flag = _flag(f"prior_{name}" if name in model_fields else name)
-        users = [p for p, cls in PRIORS.items() if name in inspect.signature(cls).parameters]
-        _add_option(g, flag, f"prior__{name}", annotation, f"{name} of --prior {'/'.join(users)}")
+    for part in _PARTS:
+        g = t.add_argument_group(f"{part} options (arguments of the chosen {part}'s constructor)")
+        for name, (annotation, users) in _part_options(part).items():
+            _add_option(g, _part_flag(part, name), f"{part}__{name}", annotation,
+                        f"{name} of --{part} {'/'.join(users)}")
     g = t.add_argument_group("training (fields of TrainConfig)")
     for f in dataclasses.fields(TrainConfig):
         _add_option(g, _flag(f.name), f"train__{f.name}", f.type, f"default {f.default}")
@@ -182,10 +198,11 @@ def spec_from_args(args) -> RunSpec:
     run_opts = {k: getattr(args, k) for k in ("model", "dataset", "dataset_options", "seed", "k",
                                               "extras", "threads", "device")
                 if getattr(args, k) is not None}
-    model_cfg, prior_opts, train_opts = (_given(args, "model__"), _given(args, "prior__"),
-                                         _given(args, "train__"))
+    model_cfg, train_opts = _given(args, "model__"), _given(args, "train__")
+    part_opts = {part: _given(args, f"{part}__") for part in _PARTS}
     if args.spec is not None:
-        named = sorted(run_opts) + sorted(model_cfg) + sorted(prior_opts) + sorted(train_opts)
+        named = (sorted(run_opts) + sorted(model_cfg) + sorted(train_opts)
+                 + [_part_flag(part, n)[2:] for part, opts in part_opts.items() for n in opts])
         if named:
             raise CLIError(f"--spec describes the whole run; do not combine it with "
                            f"{_flag(named[0])}")
@@ -203,22 +220,29 @@ def spec_from_args(args) -> RunSpec:
     for name in model_cfg:
         if name not in accepted:
             raise CLIError(f"{_flag(name)} does not apply to --model {model}")
-    if prior_opts:
-        if "prior_kwargs" not in accepted:
-            raise CLIError(f"--model {model} takes no prior options")
-        prior = model_cfg.get("prior", "standard")
-        if prior not in PRIORS:
-            raise CLIError(f"--prior must be one of {', '.join(PRIORS)}; got {prior!r}")
-        takes = inspect.signature(PRIORS[prior]).parameters
-        for name in prior_opts:
-            if name not in takes:
-                flag = _flag(f"prior_{name}" if name in _model_fields() else name)
-                raise CLIError(f"{flag} does not apply to --prior {prior}")
-        model_cfg["prior_kwargs"] = prior_opts
+    for part, opts in part_opts.items():
+        if not opts:
+            continue
+        registry, kwargs_field, signature_of, _ = _PARTS[part]
+        if kwargs_field not in accepted:
+            raise CLIError(f"--model {model} takes no {part} options")
+        member = model_cfg.get(part, _default(config_cls, part))
+        if member not in registry:
+            raise CLIError(f"--{part} must be one of {', '.join(registry)}; got {member!r}")
+        takes = inspect.signature(signature_of(registry[member])).parameters
+        for name in opts:
+            if name not in takes or name in _PARTS[part][3]:
+                raise CLIError(f"{_part_flag(part, name)} does not apply to --{part} {member}")
+        model_cfg[kwargs_field] = opts
     if "hidden" in model_cfg:
         model_cfg["hidden"] = list(model_cfg["hidden"])
     return RunSpec(model_config=model_cfg, train=TrainConfig(**train_opts),
                    **{k: v for k, v in run_opts.items()})
+
+
+def _default(config_cls, name: str):
+    """The default of field ``name`` of a config dataclass."""
+    return next(f.default for f in dataclasses.fields(config_cls) if f.name == name)
 
 
 def _save(out, result, row) -> None:

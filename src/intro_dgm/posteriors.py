@@ -174,8 +174,3 @@ def has_analytic_kl(posterior_cls: type, prior: Prior) -> bool:
 @register_analytic_kl(DiagonalGaussian, StandardPrior)
 def _kl_gaussian_standard(q: DiagonalGaussian, p: StandardPrior) -> torch.Tensor:
     return kl_normal_diag(q.mu_e, q.log_var_e)
-
-
-#: name -> posterior family, for configs and the CLI (flow posteriors and the vMF arrive
-#: with their chapter).
-POSTERIORS = {"gaussian": DiagonalGaussian}

@@ -6,7 +6,8 @@ not in nats of the discrete pixels the registered models are measured on. Chapte
 compare it with the VAE by hand, where the comparison is meaningful.
 """
 from .ppca import PPCA
-from .vae import VAE, GaussianEncoder, VAEConfig, build_vae
+from ..encoders import GaussianEncoder
+from .vae import VAE, VAEConfig, build_vae
 
 #: The registered models, name -> (config class, builder), known to the CLI's ``--model``,
 #: the run protocol and the checkpoints. ``builder(config, data=None)`` builds the model;

@@ -18,31 +18,11 @@ import torch
 from torch import nn
 
 from ..decoders import Decoder, check_likelihood, make_decoder
-from ..nets import Rescale, mlp
-from ..posteriors import POSTERIORS, DiagonalGaussian, Posterior, analytic_kl, has_analytic_kl
+from ..encoders import POSTERIORS, make_encoder
+from ..nets import Rescale
+from ..posteriors import Posterior, analytic_kl, has_analytic_kl
 from ..priors import PRIORS, Prior, StandardPrior, make_prior
 from ..utils import check_int
-
-
-class GaussianEncoder(nn.Module):
-    r"""Amortised posterior :math:`q_\phi(z|x) = \mathcal{N}(z \mid \mu_e(x), \mathrm{diag}\,\sigma_e^2(x))`.
-
-    Args:
-        net: maps ``(B, D)`` to ``(B, 2L)``: the first half is ``mu_e``, the second ``log_var_e``.
-        latent_dim: ``L``.
-    """
-
-    def __init__(self, net: nn.Module, latent_dim: int):
-        super().__init__()
-        self.net = net
-        self.latent_dim = check_int(latent_dim, "latent_dim", minimum=1)
-
-    #: the family of the posteriors it returns (decides whether a KL has a closed form)
-    posterior_cls = DiagonalGaussian
-
-    def forward(self, x: torch.Tensor) -> DiagonalGaussian:
-        mu_e, log_var_e = self.net(x).chunk(2, dim=-1)
-        return DiagonalGaussian(mu_e, log_var_e)
 
 
 class VAE(nn.Module):
@@ -121,7 +101,8 @@ class VAEConfig:
     ``input_dim``, ``num_vals`` and ``likelihood`` describe the data (the protocol fills
     them from the data set); ``num_vals`` is ignored by a ``gaussian`` likelihood.
     ``prior`` names one of :data:`~intro_dgm.priors.PRIORS`, ``prior_kwargs`` its options;
-    ``posterior`` one of :data:`~intro_dgm.posteriors.POSTERIORS`.
+    ``posterior`` one of :data:`~intro_dgm.encoders.POSTERIORS`, ``posterior_kwargs`` its
+    options (e.g. ``num_steps``).
     """
 
     input_dim: int = 64
@@ -132,6 +113,7 @@ class VAEConfig:
     posterior: str = "gaussian"
     prior: str = "standard"
     prior_kwargs: dict = field(default_factory=dict)
+    posterior_kwargs: dict = field(default_factory=dict)
 
     def __post_init__(self):
         check_int(self.input_dim, "input_dim", minimum=1)
@@ -145,8 +127,9 @@ class VAEConfig:
                              f"got {self.posterior!r}")
         if self.prior not in PRIORS:
             raise ValueError(f"prior must be one of {', '.join(PRIORS)}; got {self.prior!r}")
-        if not isinstance(self.prior_kwargs, dict):
-            raise TypeError(f"prior_kwargs must be a dict, got {type(self.prior_kwargs).__name__}")
+        for name in ("prior_kwargs", "posterior_kwargs"):
+            if not isinstance(getattr(self, name), dict):
+                raise TypeError(f"{name} must be a dict, got {type(getattr(self, name)).__name__}")
 
     @property
     def needs_data(self) -> bool:
@@ -165,8 +148,8 @@ def build_vae(config: VAEConfig, data: torch.Tensor | None = None) -> VAE:
     """
     c = config
     enc_in: nn.Module = nn.Identity() if c.likelihood == "gaussian" else Rescale(c.num_vals)
-    encoder = GaussianEncoder(nn.Sequential(enc_in, mlp(c.input_dim, c.hidden, 2 * c.latent_dim)),
-                              c.latent_dim)
+    encoder = make_encoder(c.posterior, enc_in, c.input_dim, c.hidden, c.latent_dim,
+                           **c.posterior_kwargs)
     decoder = make_decoder(c.likelihood, c.latent_dim, c.hidden[::-1], c.input_dim, c.num_vals)
     kwargs = dict(c.prior_kwargs)
     if getattr(PRIORS[c.prior], "uses_encoder", False):

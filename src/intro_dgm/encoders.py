@@ -1,0 +1,197 @@
+r"""Encoders: networks that map a batch ``x`` to a posterior object :math:`q_\phi(z|x)`.
+
+* :class:`GaussianEncoder` -- a diagonal Gaussian (the VAE of the book's chapter 2).
+* :class:`HouseholderEncoder` -- a diagonal Gaussian followed by ``T`` Householder
+  reflections whose vectors are computed from ``x`` (Tomczak & Welling, 2016).
+* :class:`SylvesterEncoder` -- a diagonal Gaussian followed by ``T`` Sylvester steps whose
+  matrices are computed from ``x`` (van den Berg et al., 2018): O-, H- or T-SNF.
+
+Every encoder names the family of what it returns in ``posterior_cls`` (which decides
+whether the model can use a closed-form KL). :data:`POSTERIORS` maps the names a model
+config uses (``posterior="householder"``) to a builder; :func:`make_encoder` builds one.
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .flows import Householder, Sylvester
+from .nets import mlp
+from .posteriors import DiagonalGaussian, FlowPosterior
+from .utils import check_int
+
+
+class GaussianEncoder(nn.Module):
+    r"""Amortised posterior :math:`q_\phi(z|x) = \mathcal{N}(z \mid \mu_e(x), \mathrm{diag}\,\sigma_e^2(x))`.
+
+    Args:
+        net: maps ``(B, D)`` to ``(B, 2L)``: the first half is ``mu_e``, the second ``log_var_e``.
+        latent_dim: ``L``.
+    """
+
+    #: the family of the posteriors it returns (decides whether a KL has a closed form)
+    posterior_cls = DiagonalGaussian
+
+    def __init__(self, net: nn.Module, latent_dim: int):
+        super().__init__()
+        self.net = net
+        self.latent_dim = check_int(latent_dim, "latent_dim", minimum=1)
+
+    @classmethod
+    def from_mlp(cls, input_layer: nn.Module, input_dim: int, hidden: Sequence[int],
+                 latent_dim: int) -> "GaussianEncoder":
+        """The book's encoder: ``input_layer``, then an MLP ``input_dim -> hidden -> 2L``."""
+        return cls(nn.Sequential(input_layer, mlp(input_dim, hidden, 2 * latent_dim)), latent_dim)
+
+    def forward(self, x: torch.Tensor) -> DiagonalGaussian:
+        mu_e, log_var_e = self.net(x).chunk(2, dim=-1)
+        return DiagonalGaussian(mu_e, log_var_e)
+
+
+class FlowEncoder(nn.Module):
+    """Base of the flow encoders: a body gives features ``h`` ``(B, H)``; a linear head gives
+    the base Gaussian's ``mu_e`` and ``log_var_e``; :meth:`flow_params` gives each step's
+    per-example parameters from ``h``.
+
+    Args:
+        body: maps ``(B, D)`` to the features ``(B, H)`` (the encoder's last hidden layer).
+        hidden_dim: ``H``.
+        latent_dim: ``L``.
+        steps: the flow steps (``T`` of them), applied in order.
+    """
+
+    posterior_cls = FlowPosterior
+
+    def __init__(self, body: nn.Module, hidden_dim: int, latent_dim: int, steps):
+        super().__init__()
+        self.body = body
+        self.latent_dim = check_int(latent_dim, "latent_dim", minimum=1)
+        self.gaussian = nn.Linear(check_int(hidden_dim, "hidden_dim", minimum=1), 2 * latent_dim)
+        self.steps = nn.ModuleList(steps)
+
+    def flow_params(self, h: torch.Tensor) -> list:  # pragma: no cover - abstract
+        """One entry per step: that step's parameters for this batch."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> FlowPosterior:
+        h = self.body(x)
+        mu_e, log_var_e = self.gaussian(h).chunk(2, dim=-1)
+        return FlowPosterior(DiagonalGaussian(mu_e, log_var_e), self.steps, self.flow_params(h))
+
+
+class HouseholderEncoder(FlowEncoder):
+    r"""``T`` Householder steps with amortised vectors, as in Tomczak & Welling (2016):
+    :math:`v_1 = W_1 h(x)` from the encoder's last hidden layer, :math:`v_t = W_t v_{t-1}`.
+
+    Args:
+        body, hidden_dim, latent_dim: as :class:`FlowEncoder`.
+        num_steps: ``T``.
+    """
+
+    def __init__(self, body: nn.Module, hidden_dim: int, latent_dim: int, num_steps: int = 1):
+        check_int(num_steps, "num_steps", minimum=1)
+        super().__init__(body, hidden_dim, latent_dim,
+                         [Householder(latent_dim) for _ in range(num_steps)])
+        self.v_maps = nn.ModuleList([nn.Linear(hidden_dim, latent_dim)]
+                                    + [nn.Linear(latent_dim, latent_dim)
+                                       for _ in range(num_steps - 1)])
+
+    @classmethod
+    def from_mlp(cls, input_layer: nn.Module, input_dim: int, hidden: Sequence[int],
+                 latent_dim: int, num_steps: int = 1) -> "HouseholderEncoder":
+        """The book's MLP body (``hidden`` layers) with ``num_steps`` Householder steps."""
+        return cls(_body(input_layer, input_dim, hidden), hidden[-1], latent_dim, num_steps)
+
+    def flow_params(self, h):
+        vs, v = [], h
+        for linear in self.v_maps:
+            v = linear(v)
+            vs.append(v)
+        return vs
+
+
+class SylvesterEncoder(FlowEncoder):
+    """``T`` Sylvester steps whose ``R``, ``R~``, ``b`` (and ``Q``'s raw material) are linear
+    functions of the encoder's last hidden layer (van den Berg et al., 2018).
+
+    Args:
+        body, hidden_dim, latent_dim: as :class:`FlowEncoder`.
+        kind: ``"orthogonal"`` (O-SNF), ``"householder"`` (H-SNF) or ``"triangular"`` (T-SNF,
+            alternating identity and reversal permutations).
+        num_steps: ``T``.
+        num_ortho: ``M``, the columns of ``Q`` (O-SNF only; ``M = L`` otherwise).
+        num_householder: reflections per ``Q`` (H-SNF only).
+    """
+
+    def __init__(self, body: nn.Module, hidden_dim: int, latent_dim: int,
+                 kind: str = "orthogonal", num_steps: int = 1, num_ortho: int | None = None,
+                 num_householder: int = 2):
+        check_int(num_steps, "num_steps", minimum=1)
+        L = latent_dim
+        m = L if kind != "orthogonal" or num_ortho is None else check_int(
+            num_ortho, "num_ortho", minimum=1)
+        if m > L:
+            raise ValueError(f"num_ortho must be <= latent_dim ({L}), got {m}")
+        check_int(num_householder, "num_householder", minimum=1)
+        steps = [Sylvester(L, kind, reverse=kind == "triangular" and t % 2 == 1)
+                 for t in range(num_steps)]  # Sylvester validates kind
+        super().__init__(body, hidden_dim, latent_dim, steps)
+        self.kind, self.m, self.num_householder = kind, m, num_householder
+        q_size = {"orthogonal": L * m, "householder": num_householder * L, "triangular": 0}[kind]
+        self.heads = nn.ModuleList([nn.Linear(hidden_dim, 2 * m * m + m + q_size)
+                                    for _ in range(num_steps)])
+
+    @classmethod
+    def from_mlp(cls, input_layer: nn.Module, input_dim: int, hidden: Sequence[int],
+                 latent_dim: int, kind: str = "orthogonal", num_steps: int = 1,
+                 num_ortho: int | None = None, num_householder: int = 2) -> "SylvesterEncoder":
+        """The book's MLP body (``hidden`` layers) with ``num_steps`` Sylvester steps."""
+        return cls(_body(input_layer, input_dim, hidden), hidden[-1], latent_dim, kind,
+                   num_steps, num_ortho, num_householder)
+
+    def flow_params(self, h):
+        B, m, L = h.shape[0], self.m, self.latent_dim
+        params = []
+        for head in self.heads:
+            out = head(h)
+            r, r_tilde, b, q = out.split([m * m, m * m, m, out.shape[1] - 2 * m * m - m], dim=1)
+            p = {"r": r.view(B, m, m), "r_tilde": r_tilde.view(B, m, m), "b": b}
+            if self.kind == "orthogonal":
+                p["q"] = q.view(B, L, m)
+            elif self.kind == "householder":
+                p["q"] = q.view(B, self.num_householder, L)
+            params.append(p)
+        return params
+
+
+#: The posterior families a model config names (``posterior=...``): name -> (encoder class,
+#: fixed options); the class's ``from_mlp`` builds it, its other options come from the
+#: config's ``posterior_kwargs``.
+POSTERIORS = {"gaussian": (GaussianEncoder, {}), "householder": (HouseholderEncoder, {}),
+              **{f"sylvester-{kind}": (SylvesterEncoder, {"kind": kind})
+                 for kind in Sylvester.KINDS}}
+
+
+def _body(input_layer: nn.Module, input_dim: int, hidden: Sequence[int]) -> nn.Module:
+    """The MLP up to (and including the activation of) its last hidden layer."""
+    if not hidden:
+        raise ValueError("a flow encoder needs at least one hidden layer (hidden=())")
+    return nn.Sequential(input_layer, mlp(input_dim, hidden[:-1], hidden[-1]), nn.LeakyReLU())
+
+
+def make_encoder(posterior: str, input_layer: nn.Module, input_dim: int, hidden: Sequence[int],
+                 latent_dim: int, **options) -> nn.Module:
+    """The encoder of the posterior family ``posterior`` (one of :data:`POSTERIORS`)."""
+    if posterior not in POSTERIORS:
+        raise ValueError(f"posterior must be one of {', '.join(POSTERIORS)}; got {posterior!r}")
+    cls, fixed = POSTERIORS[posterior]
+    takes = set(inspect.signature(cls.from_mlp).parameters) - set(fixed) - {
+        "input_layer", "input_dim", "hidden", "latent_dim"}
+    bad = sorted(set(options) - takes)
+    if bad:
+        raise ValueError(f"posterior {posterior!r} does not take the option(s) {', '.join(bad)}"
+                         f"; it takes {', '.join(sorted(takes)) or 'none'}")
+    return cls.from_mlp(input_layer, input_dim, tuple(hidden), latent_dim, **fixed, **options)
