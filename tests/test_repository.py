@@ -136,3 +136,29 @@ def test_ci_calls_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make book" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+#: The package's modules, bottom to top: each may import only modules before it (the
+#: package docstring states the same order).
+ORDER = ["utils", "distributions", "data", "nets", "plotting", "flows", "priors", "posteriors",
+         "encoders", "decoders", "models", "training", "evaluation", "analysis", "protocol",
+         "checkpoints", "widgets", "cli"]
+
+
+def test_the_import_graph_flows_one_way():
+    import ast
+
+    src = ROOT / "src" / "intro_dgm"
+    files = [p for p in src.rglob("*.py") if p != src / "__init__.py"]
+    for path in files:
+        inside_models = path.parent.name == "models"
+        name = "models" if inside_models else path.stem
+        assert name in ORDER, f"{path.relative_to(ROOT)} is not placed in ORDER"
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not node.level or node.module is None:
+                continue
+            if inside_models and node.level == 1:
+                continue  # one module of the models package importing another
+            target = node.module.split(".")[0]
+            assert ORDER.index(target) < ORDER.index(name), \
+                f"{path.relative_to(ROOT)} imports {target}, which is not below it"
