@@ -278,8 +278,9 @@ def evaluate_checkpoint(args) -> dict:
     """``intro-dgm evaluate``: the test metrics of a saved model."""
     payload = checkpoints.load_checkpoint(args.directory)
     model = checkpoints.load_model(args.directory)
-    spec = payload.get("spec") or {}
-    split = load_dataset(spec.get("dataset", "digits"), **spec.get("dataset_options", {}))
+    spec = payload.get("spec") or {}  # checkpoints written before run specs: "extra" only
+    split = load_dataset(spec.get("dataset", payload["extra"].get("dataset", "digits")),
+                         **spec.get("dataset_options", {}))
     seed_everything(args.seed)
     return evaluate(model, split, args.k, args.seed)
 
