@@ -88,7 +88,7 @@ def test_a_run_reports_every_metric_and_repeats_exactly(digits):
     second = run(spec)
     timeless = lambda metrics: {k: v for k, v in metrics.items() if "seconds" not in k}
     assert timeless(second.metrics) == timeless(first.metrics)
-    assert "test NLL (K=5)" in first.summary()
+    assert "test NLL (S=5)" in first.summary()  # S importance samples (K: mixture components)
     with pytest.raises(ValueError, match="split 'digits' is not the data set spec.dataset names"):
         run(RunSpec(**{**TINY, "dataset": "digits-binary"}), digits)
     other = dataclasses.replace(digits, test=digits.test[:100])  # same name, other data

@@ -222,7 +222,7 @@ class Run:
         m = self.metrics
         extras = "".join(f", {k} {m[k]:.3f}" for k in m if k not in METRIC_KEYS
                          and not k.startswith("test_") and isinstance(m[k], float))
-        return (f"{m['epochs']} epochs (best {m['best_epoch'] + 1}), test NLL (K={m['k']}) "
+        return (f"{m['epochs']} epochs (best {m['best_epoch'] + 1}), test NLL (S={m['k']}) "
                 f"{m['test_nll_iw']:.2f}, -ELBO {-m['test_elbo']:.2f} nats{extras}, "
                 f"{m['num_params']:,} parameters, {m['train_seconds']:.0f} s")
 
