@@ -82,7 +82,7 @@ def elbo_decomposition(model: nn.Module, x: torch.Tensor, samples: int = 16) -> 
 @torch.no_grad()
 def hole_mass(prior: Prior, aggregated: Prior, n: int = 20_000, ratio: float = 0.1) -> float:
     r"""Prior mass of the "holes": the fraction of :math:`z \sim p(z)` where the aggregated
-    posterior's density is below ``ratio`` times the prior's, :math:`q(z) < r\,p(z)`.
+    posterior's density is below ``ratio`` times the prior's, :math:`q(z) < \rho\,p(z)`.
 
     Such a ``z`` is generated often but was rarely the code of a training example, so the
     decoder has not learned what to do with it. Estimated with ``n`` prior samples.

@@ -3,11 +3,11 @@ r"""Evaluation under one protocol for every model (nats per example unless state
 * :func:`elbo` -- the single-sample ELBO averaged over a data set.
 * :func:`iwae_log_likelihood` -- the importance-weighted estimate (Burda et al., 2016)
 
-  .. math:: \ln p(x) \approx \ln \frac1K \sum_{k=1}^K \frac{p(x, z_k)}{q(z_k|x)},
-            \quad z_k \sim q(z|x),
+  .. math:: \ln p(x) \approx \ln \frac1S \sum_{s=1}^S \frac{p(x, z_s)}{q(z_s|x)},
+            \quad z_s \sim q(z|x),
 
-  a lower bound in expectation that tightens as K grows. Computed in chunks of samples
-  with a running ``logsumexp``, so K=5000 needs the memory of one chunk.
+  a lower bound in expectation that tightens as S grows (the argument ``k`` is S). Computed
+  in chunks of samples with a running ``logsumexp``, so S=5000 needs the memory of one chunk.
 * :class:`SampleScorer` -- a classifier-based proxy for the quality of generated images.
 * :func:`bits_per_dim`, :func:`active_units`.
 
@@ -46,7 +46,7 @@ def iwae_log_likelihood(model: nn.Module, x: torch.Tensor, k: int = 1000,
     Args:
         model: provides ``log_weights(x, k) -> (B, k)``.
         x: ``(N, D)`` data.
-        k: number of importance samples per example (``K >= 1``; ``K = 1`` is the ELBO).
+        k: S, the number of importance samples per example (``S >= 1``; ``S = 1`` is the ELBO).
         chunk_size: samples drawn at once for every example; the default keeps one chunk
             of ``batch_size * chunk_size`` decoder evaluations near 16k: the decoder's outputs
             then stay small enough for the CPU caches (200k at once ran 2x slower here,

@@ -70,13 +70,13 @@ class PPCA:
     def fit(self, X, ddof: int = 0) -> "PPCA":
         r"""Closed-form maximum likelihood (Tipping & Bishop, 1999, eqs. 7-8).
 
-        With the eigen-decomposition :math:`S = U \Lambda U^\top` of the data covariance,
-        :math:`\hat b = \bar x`, :math:`\hat\sigma^2 = \frac{1}{D-L}\sum_{j>L}\lambda_j`,
+        With the eigen-decomposition :math:`\hat\Sigma = U \,\mathrm{diag}(\nu)\, U^\top` of the data covariance,
+        :math:`\hat b = \bar x`, :math:`\hat\sigma^2 = \frac{1}{D-L}\sum_{j>L}\nu_j`,
         :math:`\hat W = U_L(\Lambda_L - \hat\sigma^2 I)^{1/2}` (up to a rotation).
 
         Args:
             X: ``(N, D)`` data with ``N > 1`` and ``D > latent_dim``.
-            ddof: 0 gives the maximum-likelihood covariance ``S = X_c^T X_c / N``; 1 divides
+            ddof: 0 gives the maximum-likelihood covariance ``Sigma = X_c^T X_c / N``; 1 divides
                 by ``N - 1``, the convention of scikit-learn's ``PCA``.
         """
         X = _as_float64(X, "X")
@@ -86,14 +86,14 @@ class PPCA:
         if n <= ddof:
             raise ValueError(f"X needs more than {ddof} rows, got {n}")
         b = X.mean(0)
-        S = (X - b).T @ (X - b) / (n - ddof)
-        lam, U = torch.linalg.eigh(S)  # ascending order
-        lam, U = lam.flip(0).clamp_min(0.0), U.flip(1)  # clamp: round-off can give -1e-15
-        sigma2 = lam[self.latent_dim:].mean().item()
+        sigma_hat = (X - b).T @ (X - b) / (n - ddof)
+        nu, U = torch.linalg.eigh(sigma_hat)  # eigenvalues nu in ascending order
+        nu, U = nu.flip(0).clamp_min(0.0), U.flip(1)  # clamp: round-off can give -1e-15
+        sigma2 = nu[self.latent_dim:].mean().item()
         if sigma2 <= 0:
             raise ValueError("the data lie in a subspace of dimension <= latent_dim: "
                              "sigma2 would be 0; choose a smaller latent_dim")
-        W = U[:, :self.latent_dim] * torch.sqrt(lam[:self.latent_dim] - sigma2)
+        W = U[:, :self.latent_dim] * torch.sqrt(nu[:self.latent_dim] - sigma2)
         return self.set_params(W, b, sigma2)
 
     def _params(self):

@@ -7,7 +7,7 @@ a posterior object (:mod:`intro_dgm.posteriors`), the decoder is a likelihood
 (:mod:`intro_dgm.decoders`), the prior any of :mod:`intro_dgm.priors`. Its ``loss(x)``
 returns per-example terms with the package-wide sign convention ``kl = ln q - ln p`` and
 ``elbo = rec - kl``; ``log_weights(x, k)`` gives the importance weights
-``ln p(x, z_k) - ln q(z_k | x)`` that :mod:`intro_dgm.evaluation` turns into the
+``ln p(x, z_s) - ln q(z_s | x)`` that :mod:`intro_dgm.evaluation` turns into the
 importance-weighted bound.
 """
 from __future__ import annotations
@@ -75,7 +75,8 @@ class VAE(nn.Module):
         return {"loss": -(rec - beta * kl), "elbo": rec - kl, "rec": rec, "kl": kl}
 
     def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        r"""Importance log-weights :math:`\ln p(x, z_k) - \ln q(z_k|x)`, ``z_k ~ q(z|x)``: ``(B, k)``."""
+        r"""Importance log-weights :math:`\ln \omega_s = \ln p(x, z_s) - \ln q(z_s|x)`, ``z_s ~ q(z|x)``,
+        for ``k`` = S samples: ``(B, k)``."""
         z, log_q = self.posterior(x).rsample(k)  # (k, B, L), (k, B)
         log_px_given_z = self.decoder.log_prob(x, z)  # (k, B)
         log_pz = self.prior.log_prob(z.reshape(-1, z.shape[-1])).reshape(z.shape[:2])
