@@ -1,0 +1,53 @@
+"""Every chapter page has the same skeleton: learning goals at the top, a summary, exercises
+with a collapsible solution each, and markdown cells short enough to read as paragraphs."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+MAX_MARKDOWN_LINES = 45
+
+
+def _markdown(path):
+    cells = json.loads(path.read_text())["cells"]
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
+
+
+def _section(cells, heading):
+    """The text from ``heading`` to the next level-2 heading (over consecutive cells)."""
+    text = "\n".join(cells)
+    match = re.search(rf"^{re.escape(heading)}\s*$(.*?)(?=^## |\Z)", text, re.M | re.S)
+    return None if match is None else match.group(1)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_learning_goals_open_the_page(path):
+    first = _markdown(path)[0]
+    goals = re.search(r"\*\*You will learn\*\*\s*\n((?:\s*- .+\n?)+)", first)
+    assert goals, f"{path.name}: the first cell needs '**You will learn**' and a list"
+    assert len(re.findall(r"^\s*- ", goals.group(1), re.M)) >= 2
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_summary_and_exercises_with_solutions(path):
+    cells = _markdown(path)
+    summary = _section(cells, "## Summary")
+    assert summary and re.search(r"^- ", summary, re.M), f"{path.name}: needs '## Summary' with points"
+    exercises = _section(cells, "## Exercises")
+    assert exercises is not None, f"{path.name}: needs '## Exercises'"
+    numbered = re.findall(r"^\d+\. ", exercises, re.M)
+    solutions = re.findall(r"^:::\{admonition\} Solution\s*\n:class: dropdown", exercises, re.M)
+    assert len(numbered) >= 2, f"{path.name}: at least two exercises"
+    assert len(solutions) == len(numbered), \
+        f"{path.name}: {len(numbered)} exercises but {len(solutions)} collapsible solutions"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_markdown_cells_are_short(path):
+    for cell in _markdown(path):
+        lines = cell.count("\n") + 1
+        assert lines <= MAX_MARKDOWN_LINES, \
+            f"{path.name}: a markdown cell of {lines} lines starting {cell[:60]!r}; split it"
