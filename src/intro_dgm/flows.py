@@ -159,7 +159,7 @@ class Householder(FlowStep):
     :math:`H = I - 2 v v^\top / \lVert v\rVert^2`, volume preserving (``log_det = 0``).
 
     ``params`` is ``v`` ``(B, L)``, one vector per example (amortised: in the book's flow
-    posterior :math:`v_0` is the encoder's last hidden layer mapped to ``L`` numbers and
+    posterior :math:`v_1 = W_1 h(x)` comes from the encoder's last hidden layer and
     :math:`v_t = \mathrm{Linear}(v_{t-1})`). The inverse is the step itself.
     """
 
