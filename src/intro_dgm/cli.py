@@ -223,7 +223,7 @@ def spec_from_args(args) -> RunSpec:
     for part, opts in part_opts.items():
         if not opts:
             continue
-        registry, kwargs_field, signature_of, _ = _PARTS[part]
+        registry, kwargs_field, signature_of, supplied = _PARTS[part]
         if kwargs_field not in accepted:
             raise CLIError(f"--model {model} takes no {part} options")
         member = model_cfg.get(part, _default(config_cls, part))
@@ -231,13 +231,12 @@ def spec_from_args(args) -> RunSpec:
             raise CLIError(f"--{part} must be one of {', '.join(registry)}; got {member!r}")
         takes = inspect.signature(signature_of(registry[member])).parameters
         for name in opts:
-            if name not in takes or name in _PARTS[part][3]:
+            if name not in takes or name in supplied:
                 raise CLIError(f"{_part_flag(part, name)} does not apply to --{part} {member}")
         model_cfg[kwargs_field] = opts
     if "hidden" in model_cfg:
         model_cfg["hidden"] = list(model_cfg["hidden"])
-    return RunSpec(model_config=model_cfg, train=TrainConfig(**train_opts),
-                   **{k: v for k, v in run_opts.items()})
+    return RunSpec(model_config=model_cfg, train=TrainConfig(**train_opts), **run_opts)
 
 
 def _default(config_cls, name: str):
