@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from intro_dgm.utils import (atomic_write_text, check_fields, check_int, check_tensor, eval_mode,
-                             fast_mode, seed_everything)
+                             fast_mode, notebook_setup, seed_everything)
 
 
 def test_eval_mode_restores_the_mode_even_after_an_error():
@@ -58,3 +58,19 @@ def test_checks_and_seeding(monkeypatch):
     assert fast_mode()
     monkeypatch.setenv("INTRO_DGM_FAST", "0")
     assert not fast_mode()
+
+
+def test_notebook_setup_fixes_threads_and_seed(monkeypatch, capsys):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("INTRO_DGM_FAST", "1")
+        fast, device = notebook_setup(seed=5)
+        assert fast and torch.get_num_threads() == 1 and device.type in ("cpu", "cuda", "mps")
+        assert "fast mode: True, CPU threads: 1" in capsys.readouterr().out
+        a = torch.rand(2)
+        notebook_setup(seed=5)
+        assert torch.equal(a, torch.rand(2))
+        with pytest.raises(ValueError, match="threads must be an integer >= 1"):
+            notebook_setup(threads=0)
+    finally:
+        torch.set_num_threads(before)

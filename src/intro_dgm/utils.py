@@ -57,6 +57,22 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def notebook_setup(seed: int = 0, threads: int | None = 1) -> tuple[bool, torch.device]:
+    """The first cell of every chapter: returns ``(fast, device)`` and prints them.
+
+    Reads fast mode from ``INTRO_DGM_FAST``, picks the device, seeds every generator and runs
+    PyTorch on ``threads`` CPU threads. One thread by default because the numbers a page
+    prints must be the ones its text quotes: another thread count sums in another order,
+    and over a training run the rounding differences grow into different models.
+    """
+    if threads is not None:
+        torch.set_num_threads(check_int(threads, "threads", minimum=1))
+    fast, device = fast_mode(), get_device()
+    seed_everything(seed)
+    print(f"device: {device}, fast mode: {fast}, CPU threads: {torch.get_num_threads()}")
+    return fast, device
+
+
 def check_int(value, name: str, minimum: int | None = None) -> int:
     """Raise a clear error unless ``value`` is an integer (>= ``minimum`` when given)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
