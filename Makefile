@@ -12,7 +12,7 @@ TIMEOUT ?= 900
 # A kernel profile that silences ipykernel 7's "running over TCP" warning on stderr.
 export IPYTHONDIR := $(CURDIR)/.ipython
 
-.PHONY: book test install chromium clean benchmark compare-priors
+.PHONY: book test install chromium clean benchmark compare-priors compare-posteriors
 
 install: $(STAMP)
 
@@ -56,6 +56,10 @@ benchmark: $(STAMP)
 # on 2 cores). Any row: .venv/bin/intro-dgm reproduce benchmarks/priors_results.jsonl ID --out DIR
 compare-priors: $(STAMP)
 	$(PY) benchmarks/compare_priors.py --jobs 2
+
+# The posteriors comparison page reads benchmarks/posteriors_results.jsonl (resumable, one job).
+compare-posteriors: $(STAMP)
+	$(PY) benchmarks/compare_posteriors.py
 
 clean:
 	rm -rf _build

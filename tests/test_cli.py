@@ -1,6 +1,7 @@
 """The command line: train (options from the configs, or a spec file), evaluate, reproduce,
 table; bad input is one line with exit status 2 and writes nothing."""
 import json
+import math
 
 import pytest
 import torch
@@ -116,7 +117,7 @@ def test_a_diverged_run_exits_1_and_is_stored_as_failed(tmp_path, capsys, monkey
     (["train", "--model", "gan", "--out", "X"], "argument --model: invalid choice: 'gan'"),
     (["train", "--latent-dim", "0", "--out", "X"], "latent_dim must be an integer >= 1, got 0"),
     (["train", "--latent-dim", "abc", "--out", "X"], "--latent-dim must be an integer, got 'abc'"),
-    (["train", "--posterior", "vmf", "--out", "X"], "posterior must be one of gaussian, householder, sylvester-orthogonal"),
+    (["train", "--posterior", "planar", "--out", "X"], "posterior must be one of gaussian, householder, sylvester-orthogonal"),
     (["train", "--lr", "-1", "--out", "X"], "lr must be a number > 0"),
     (["evaluate", "X", "--k", "0"], "--k must be > 0"),
     (["train", "--dataset-options", "p=0.5", "--out", "X"], "--dataset-options must be a JSON object"),
@@ -208,6 +209,18 @@ def test_posterior_options_reach_the_encoder(tmp_path, capsys):
     assert "--num-ortho does not apply to --posterior householder" in capsys.readouterr().err
 
 
+def test_the_hyperspherical_vae_trains_and_reloads(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_tiny(out) + ["--posterior", "vmf", "--prior", "uniform-sphere",
+                              "--latent-dim", "3"]) == 0
+    row = _json(capsys)
+    assert row["status"] == "ok" and math.isfinite(row["metrics"]["test_nll_iw"])
+    model = intro_dgm.load_model(out)
+    assert type(model.prior) is PRIORS["uniform-sphere"]
+    assert main(_tiny(tmp_path / "x") + ["--posterior", "vmf"]) == 2
+    assert "posterior 'vmf' and prior 'uniform-sphere' go together" in capsys.readouterr().err
+
+
 def test_every_prior_has_a_cli_test():
-    tested = {"vampprior", "gtm", "gtm-vampprior", "mog", "flow", "standard"}
+    tested = {"vampprior", "gtm", "gtm-vampprior", "mog", "flow", "standard", "uniform-sphere"}
     assert tested == set(PRIORS)

@@ -1,4 +1,8 @@
+import json
 import math
+from pathlib import Path
+
+import numpy as np
 
 import pytest
 import torch
@@ -94,7 +98,7 @@ def test_log_bessel_gradient_against_finite_differences():
     x = torch.tensor([1e-3, 0.5, 3.0, 40.0, 900.0], dtype=torch.float64, requires_grad=True)
     for nu in (0.5, 7.0, 63.0):
         assert torch.autograd.gradcheck(lambda v: D.log_bessel_iv(nu, v), (x,))
-    with pytest.raises(ValueError, match="x must be > 0"):
+    with pytest.raises(ValueError, match="x must be finite and > 0"):
         D.log_bessel_iv(1.0, torch.tensor([0.0]))
 
 
@@ -136,3 +140,205 @@ def test_vmf_on_the_circle_and_sphere_closed_forms():
     mu = torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)
     assert D.log_vmf(z, mu, kappa[1:2]).item() == pytest.approx(
         math.log(2.0 / (4 * math.pi * math.sinh(2.0))) + 2.0)
+
+
+# ----------------------------------------------------------- VonMisesFisher: KL, sampler, gradients
+REFERENCE = json.loads((Path(__file__).parent / "data" / "vmf_kl_reference.json").read_text())
+
+
+def _vmf(m, kappas, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    mu = torch.randn(len(kappas), m, generator=g, dtype=dtype)
+    return D.VonMisesFisher(mu / mu.norm(dim=1, keepdim=True),
+                            torch.tensor(kappas, dtype=dtype))
+
+
+def test_vmf_kl_matches_50_digit_references_on_the_whole_grid():
+    """m in {3, 16, 64, 256}, kappa in 1e-3..1e4 (tests/data/make_vmf_reference.py)."""
+    for m in sorted({r["m"] for r in REFERENCE}):
+        rows = [r for r in REFERENCE if r["m"] == m]
+        kappa = torch.tensor([r["kappa"] for r in rows], dtype=torch.float64, requires_grad=True)
+        ref = torch.tensor([float(r["kl"]) for r in rows], dtype=torch.float64)
+        ours = D.kl_vmf_uniform(m, kappa)
+        # relative error far below the 1e-4 asked for, including KL = 2e-9 at m=256, kappa=1e-3
+        assert ((ours - ref).abs() / ref).max() < 1e-8, (m, ours, ref)
+        a = D.bessel_ratio(0.5 * m - 1, kappa.detach())
+        ref_a = torch.tensor([float(r["mean_length"]) for r in rows], dtype=torch.float64)
+        assert ((a - ref_a).abs() / ref_a).max() < 1e-10
+        (grad,) = torch.autograd.grad(ours.sum(), kappa)
+        assert torch.isfinite(grad).all() and (grad > 0).all()  # KL grows with kappa
+
+
+def test_vmf_kl_gradient_against_finite_differences():
+    for m in (2, 3, 16, 64, 256):
+        kappa = torch.tensor([1e-3, 0.3, 5.0, 80.0, 2e3], dtype=torch.float64, requires_grad=True)
+        (grad,) = torch.autograd.grad(D.kl_vmf_uniform(m, kappa).sum(), kappa)
+        # Central differences with a relative step: at kappa = 2e3 the KL (about 8) carries
+        # ~4e-10 of rounding (SciPy's ive), too much for gradcheck's absolute step of 1e-6.
+        k, h = kappa.detach(), 1e-5 * kappa.detach()
+        fd = (D.kl_vmf_uniform(m, k + h) - D.kl_vmf_uniform(m, k - h)) / (2 * h)
+        assert torch.allclose(grad, fd, rtol=1e-4, atol=1e-12), (m, grad, fd)
+
+
+def test_vmf_density_integrates_to_one_on_the_sphere():
+    """A (theta, phi) grid over S^2 with area element sin(theta): any mu, any kappa."""
+    n = 801
+    theta = (torch.arange(n, dtype=torch.float64) + 0.5) * math.pi / n
+    phi = (torch.arange(2 * n, dtype=torch.float64) + 0.5) * math.pi / n
+    t, p = torch.meshgrid(theta, phi, indexing="ij")
+    z = torch.stack([t.sin() * p.cos(), t.sin() * p.sin(), t.cos()], -1).reshape(-1, 1, 3)
+    area = (t.sin() * (math.pi / n) ** 2).reshape(-1, 1)
+    q = _vmf(3, [0.01, 1.0, 30.0])
+    total = (q.log_prob(z.expand(-1, 3, 3)).exp() * area).sum(0)
+    assert torch.allclose(total, torch.ones(3, dtype=torch.float64), atol=1e-5), total
+    # and the entropy is -E[ln q]
+    entropy = -(q.log_prob(z.expand(-1, 3, 3)).exp() * q.log_prob(z.expand(-1, 3, 3)) * area).sum(0)
+    assert torch.allclose(entropy, q.entropy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("m", [2, 3, 16, 64, 256])
+def test_vmf_samples_have_the_mean_resultant_length(m):
+    torch.manual_seed(0)
+    kappas = [1e-3, 1.0, 10.0, 300.0, 1e4]
+    q = _vmf(m, kappas)
+    z = q.rsample(20000)
+    assert z.shape == (20000, 5, m) and z.dtype == torch.float64
+    assert (z.norm(dim=-1) - 1).abs().max() < 1e-12
+    w = (z * q.mu).sum(-1)  # (n, B)
+    a = q.mean_length()
+    # E[w] = A_m(kappa); within 5 standard errors of the sample mean
+    assert ((w.mean(0) - a).abs() <= 5 * w.std(0) / math.sqrt(20000) + 1e-12).all(), (w.mean(0), a)
+    # the part orthogonal to mu has mean 0 (uniform direction)
+    rest = z - w[..., None] * q.mu
+    assert (rest.mean(0).abs() <= 5 / math.sqrt(20000)).all()
+
+
+def test_vmf_w_follows_the_exact_distribution_on_s2():
+    """On S^2, w = mu^T z has the density kappa e^{kappa w} / (2 sinh kappa): KS test."""
+    from scipy.stats import kstest
+
+    torch.manual_seed(1)
+    for kappa in (0.1, 3.0, 50.0):
+        q = _vmf(3, [kappa])
+        w = (q.rsample(5000) * q.mu).sum(-1)[:, 0].numpy()
+        cdf = lambda x, k=kappa: np.expm1(k * (x + 1)) / np.expm1(2 * k)  # noqa: E731
+        assert kstest(w, cdf).pvalue > 1e-3
+
+
+def _w_quantile_m3(u, kappa):
+    """The inverse CDF of w on S^2: w = 1 + ln(u + (1 - u) e^{-2 kappa}) / kappa."""
+    return 1 + np.log(u + (1 - u) * np.exp(-2 * kappa)) / kappa
+
+
+def test_implicit_gradient_equals_finite_differences_of_the_quantile_sample_by_sample():
+    """Holding the sample's quantile u fixed, dw/dkappa by central differences of F^{-1}(u; kappa)
+    (closed form on S^2; numerical CDF and root finding for m = 16)."""
+    from scipy.integrate import quad
+    from scipy.optimize import brentq
+
+    torch.manual_seed(2)
+    for kappa in (0.2, 4.0, 60.0):
+        k = torch.tensor([kappa], dtype=torch.float64, requires_grad=True)
+        mu = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)
+        z = D.VonMisesFisher(mu, k).rsample(6)[:, 0]  # (6, 3)
+        w = z[:, 0]
+        grads = [torch.autograd.grad(wi, k, retain_graph=True)[0].item() for wi in w]
+        wn = w.detach().numpy()
+        u = np.expm1(kappa * (wn + 1)) / np.expm1(2 * kappa)
+        h = 1e-5 * max(kappa, 1)
+        fd = (_w_quantile_m3(u, kappa + h) - _w_quantile_m3(u, kappa - h)) / (2 * h)
+        assert np.allclose(grads, fd, rtol=1e-5, atol=1e-10), (grads, fd)
+
+    m, kappa = 16, 7.0
+    log_c = lambda k: D.log_vmf_normaliser(m, torch.tensor(k, dtype=torch.float64)).item()  # noqa: E731
+
+    def cdf(x, k):
+        dens = lambda t: math.exp(log_c(k) + k * t + D.log_sphere_area(m - 1)  # noqa: E731
+                                  + 0.5 * (m - 3) * math.log1p(-t * t))
+        return quad(dens, -1, x, epsabs=1e-13, epsrel=1e-12)[0]
+
+    k = torch.tensor([kappa], dtype=torch.float64, requires_grad=True)
+    mu = torch.zeros(1, m, dtype=torch.float64)
+    mu[0, 0] = 1
+    w = D.VonMisesFisher(mu, k).rsample(4)[:, 0, 0]
+    for wi in w:
+        grad = torch.autograd.grad(wi, k, retain_graph=True)[0].item()
+        u = cdf(wi.item(), kappa)
+        h = 1e-4
+        fd = (brentq(lambda x: cdf(x, kappa + h) - u, -1, 1, xtol=1e-14)
+              - brentq(lambda x: cdf(x, kappa - h) - u, -1, 1, xtol=1e-14)) / (2 * h)
+        assert grad == pytest.approx(fd, rel=1e-4), (wi, grad, fd)
+
+
+@pytest.mark.parametrize("m", [3, 64])
+def test_vmf_gradients_are_unbiased(m):
+    """d/dkappa E[mu^T z] = A'(kappa) and d/dmu E[a^T z] = A(kappa) a (before normalisation):
+    Monte Carlo means of the reparameterised gradients against the exact derivatives."""
+    torch.manual_seed(3)
+    n = 20000
+    for kappa in (0.5, 10.0, 200.0):
+        k = torch.tensor([kappa], dtype=torch.float64, requires_grad=True)
+        raw = torch.randn(1, m, dtype=torch.float64, requires_grad=True)
+        mu = raw / raw.norm()
+        a_vec = torch.randn(m, dtype=torch.float64)
+        z = D.VonMisesFisher(mu, k).rsample(n)[:, 0]  # (n, m)
+        w = z @ mu[0].detach()
+        per_sample_k = torch.autograd.grad(w.sum(), k, retain_graph=True)[0] / n
+        a = D.bessel_ratio(0.5 * m - 1, k.detach())
+        exact_k = 1 - a ** 2 - (m - 1) / kappa * a  # A'(kappa)
+        sd = (1 - a ** 2).sqrt() / math.sqrt(n)  # a generous scale for the MC error of the mean
+        assert (per_sample_k - exact_k).abs() < 5 * sd + 1e-9, (kappa, per_sample_k, exact_k)
+        (g_raw,) = torch.autograd.grad((z @ a_vec).mean(), raw, retain_graph=True)
+        (exact_raw,) = torch.autograd.grad(a.item() * (mu @ a_vec).sum(), raw)
+        assert torch.allclose(g_raw, exact_raw, atol=6 * (1 / math.sqrt(n)) * a_vec.norm().item()
+                              / raw.norm().item()), (g_raw, exact_raw)
+
+
+def test_vmf_is_finite_with_finite_gradients_everywhere_in_float32_and_float64():
+    for dtype in (torch.float32, torch.float64):
+        for m in (2, 3, 16, 64, 256):
+            torch.manual_seed(0)
+            kappa = torch.tensor([1e-3, 0.1, 1.0, 10.0, 1e3, 1e4], dtype=dtype, requires_grad=True)
+            raw = torch.randn(6, m, dtype=dtype, requires_grad=True)
+            q = D.VonMisesFisher(raw / raw.norm(dim=1, keepdim=True), kappa)
+            z = q.rsample(3)
+            total = q.log_prob(z).sum() + q.kl_uniform().sum() + q.entropy().sum() + z.sum()
+            kg, rg = torch.autograd.grad(total, (kappa, raw))
+            for t in (z, q.log_prob(z), q.kl_uniform(), kg, rg):
+                assert torch.isfinite(t).all() and t.dtype == dtype, (m, dtype)
+
+
+def test_vmf_same_seed_same_samples():
+    q = _vmf(16, [0.5, 20.0])
+    torch.manual_seed(5)
+    a = q.rsample(100)
+    torch.manual_seed(5)
+    assert torch.equal(a, q.rsample(100))
+
+
+@pytest.mark.parametrize("mu, kappa, match", [
+    (torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([0.0]), "kappa must be finite and > 0"),
+    (torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([-2.0]), "kappa must be finite and > 0"),
+    (torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([float("nan")]), "kappa must be finite and > 0"),
+    (torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([float("inf")]), "kappa must be finite and > 0"),
+    (torch.tensor([[1.0, 1.0, 0.0]]), torch.tensor([1.0]), "mu must have rows of unit norm"),
+    (torch.tensor([[1.0]]), torch.tensor([1.0]), "has dimension 0"),
+    (torch.tensor([1.0, 0.0]), torch.tensor([1.0]), r"mu must be a \(B, m\) tensor"),
+    (torch.tensor([[1.0, 0.0]]), torch.tensor([1.0, 2.0]), "kappa must have shape"),
+    (torch.tensor([[1.0, 0.0]]), 1.0, "kappa must be a torch.Tensor"),
+])
+def test_vmf_bad_input_is_named(mu, kappa, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        D.VonMisesFisher(mu, kappa)
+
+
+def test_vmf_other_bad_input_is_named():
+    q = _vmf(3, [1.0])
+    with pytest.raises(ValueError, match="z must have shape"):
+        q.log_prob(torch.zeros(2, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="n must be an integer >= 1"):
+        q.rsample(0)
+    with pytest.raises(ValueError, match="m must be an integer >= 2"):
+        D.kl_vmf_uniform(1, torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="has dimension 0"):
+        D.sample_sphere_uniform(5, 1)

@@ -5,17 +5,21 @@ import torch
 from intro_dgm.encoders import POSTERIORS, FlowEncoder, GaussianEncoder, make_encoder
 from intro_dgm.evaluation import elbo, iwae_log_likelihood
 from intro_dgm.models import VAEConfig, build_vae
-from intro_dgm.posteriors import DiagonalGaussian, FlowPosterior
+from intro_dgm.posteriors import DiagonalGaussian, FlowPosterior, VonMisesFisherPosterior
 
 OPTIONS = {"gaussian": {}, "householder": {"num_steps": 3},
            "sylvester-orthogonal": {"num_steps": 2, "num_ortho": 2},
            "sylvester-householder": {"num_steps": 2, "num_householder": 3},
-           "sylvester-triangular": {"num_steps": 3}}
+           "sylvester-triangular": {"num_steps": 3}, "vmf": {}}
+#: the posterior family each name returns, and whether its KL to the prior is closed-form
+FAMILY = {name: (FlowPosterior, False) for name in OPTIONS}
+FAMILY.update(gaussian=(DiagonalGaussian, True), vmf=(VonMisesFisherPosterior, True))
 
 
 def _model(posterior, seed=0):
     torch.manual_seed(seed)
-    return build_vae(VAEConfig(latent_dim=4, hidden=(32,), posterior=posterior,
+    prior = "uniform-sphere" if posterior == "vmf" else "standard"
+    return build_vae(VAEConfig(latent_dim=4, hidden=(32,), posterior=posterior, prior=prior,
                                posterior_kwargs=OPTIONS[posterior]))
 
 
@@ -35,9 +39,9 @@ def test_every_parameter_gets_a_gradient(posterior, digits):
 def test_loss_and_importance_weights(posterior, digits):
     model = _model(posterior)
     q = model.posterior(digits.train[:8])
-    flow = posterior != "gaussian"
-    assert isinstance(q, FlowPosterior if flow else DiagonalGaussian)
-    assert model.kl_is_analytic is not flow  # a flow posterior's KL is estimated
+    family, analytic = FAMILY[posterior]
+    assert type(q) is family
+    assert model.kl_is_analytic is analytic  # a flow posterior's KL is estimated
     out = model.loss(digits.train[:8])
     assert set(out) == {"loss", "elbo", "rec", "kl"} and torch.isfinite(out["loss"]).all()
     g = torch.Generator().manual_seed(0)
@@ -57,7 +61,10 @@ def test_loss_and_importance_weights(posterior, digits):
     for k in (10, 100, 400):
         torch.manual_seed(1)
         bounds.append(iwae_log_likelihood(model, x, k=k).mean().item())
-    assert mean_elbo < bounds[0] <= bounds[1] <= bounds[2], (mean_elbo, bounds)
+    # The bound grows with k in expectation; once converged (k = 100 vs 400) two estimates
+    # may differ by Monte Carlo noise of a few thousandths of a nat.
+    assert mean_elbo < bounds[0] < bounds[1] + 0.01 and bounds[1] < bounds[2] + 0.01, (
+        mean_elbo, bounds)
 
 
 def test_householder_vectors_follow_the_paper():
@@ -77,9 +84,25 @@ def test_householder_vectors_follow_the_paper():
     assert torch.allclose(log_q, log_q0, atol=1e-5)
 
 
+def test_vmf_encoder_outputs_unit_directions_and_positive_concentrations(digits):
+    model = _model("vmf")
+    q = model.posterior(digits.train[:16])
+    assert torch.allclose(q.mean.norm(dim=1), torch.ones(16), atol=1e-6)
+    assert (q.vmf.kappa > 0).all()
+    z, log_q = q.rsample(5)
+    assert z.shape == (5, 16, 4) and torch.allclose(z.norm(dim=-1), torch.ones(5, 16), atol=1e-5)
+    # the closed-form KL is the average of ln q - ln p over samples
+    z, log_q = q.rsample(4000)
+    mc = (log_q - model.prior.log_prob(z.reshape(-1, 4)).view(4000, 16)).mean(0)
+    kl = model.loss(digits.train[:16])["kl"]
+    assert torch.allclose(mc, kl, atol=0.05), (mc, kl)
+    # generated images come from the sphere
+    assert model.prior.sample(3).norm(dim=1).sub(1).abs().max() < 1e-6
+
+
 def test_bad_options_are_named():
     with pytest.raises(ValueError, match="posterior must be one of gaussian, householder"):
-        VAEConfig(posterior="vmf")
+        VAEConfig(posterior="planar")
     with pytest.raises(ValueError, match="does not take the option.s. num_ortho; it takes num_steps"):
         build_vae(VAEConfig(posterior="householder", posterior_kwargs={"num_ortho": 2}))
     with pytest.raises(ValueError, match="num_ortho must be <= latent_dim"):

@@ -51,7 +51,28 @@ def _grid(lim=12.0, n=1201):
 
 
 def test_every_registered_prior_is_tested():
-    assert set(FACTORIES) == set(PRIORS)
+    # the sphere's prior has no density on R^2: its own test below
+    assert set(FACTORIES) | {"uniform-sphere"} == set(PRIORS)
+
+
+def test_uniform_sphere_prior():
+    from intro_dgm.distributions import log_sphere_area
+    from intro_dgm.priors import UniformSphere
+
+    torch.manual_seed(0)
+    for L in (2, 3, 16):
+        prior = UniformSphere(L)
+        z = prior.sample(20000)
+        assert torch.allclose(z.norm(dim=1), torch.ones(20000), atol=1e-5)
+        assert z.mean(0).abs().max() < 4 / math.sqrt(20000)  # centred: E[z] = 0
+        # isotropic: E[z z^T] = I / L
+        assert torch.allclose(z.T @ z / 20000, torch.eye(L) / L, atol=4 / math.sqrt(20000))
+        assert torch.allclose(prior.log_prob(z[:5]), torch.full((5,), -log_sphere_area(L)))
+    assert log_sphere_area(3) == pytest.approx(math.log(4 * math.pi))
+    with pytest.raises(ValueError, match="latent_dim must be >= 2 for a sphere"):
+        UniformSphere(1)
+    with pytest.raises(ValueError, match="z must"):
+        UniformSphere(3).log_prob(torch.zeros(4, 2))
 
 
 @pytest.mark.parametrize("name", FACTORIES)

@@ -71,7 +71,7 @@ def test_specs_round_trip_through_json_and_name_bad_fields():
     with pytest.raises(ValueError, match="extras must name metrics in"):
         RunSpec(extras=("fid",))
     with pytest.raises(ValueError, match="posterior must be one of"):
-        RunSpec(model_config={"posterior": "vmf"})
+        RunSpec(model_config={"posterior": "planar"})
 
 
 def test_a_run_reports_every_metric_and_repeats_exactly(digits):

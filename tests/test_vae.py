@@ -125,7 +125,11 @@ def test_bad_input_is_named(small_vae, x, match):
 @pytest.mark.parametrize("fields, match", [
     ({"latent_dim": 0}, "latent_dim must be an integer >= 1"),
     ({"likelihood": "poisson"}, "likelihood must be one of"),
-    ({"posterior": "vmf"}, "posterior must be one of gaussian, householder"),
+    ({"posterior": "planar"}, "posterior must be one of gaussian, householder"),
+    ({"posterior": "vmf"}, "posterior 'vmf' and prior 'uniform-sphere' go together"),
+    ({"prior": "uniform-sphere"}, "posterior 'vmf' and prior 'uniform-sphere' go together"),
+    ({"posterior": "vmf", "prior": "uniform-sphere", "latent_dim": 1},
+     "latent_dim must be >= 2 for a vMF posterior"),
     ({"prior": "normal"}, "prior must be one of"),
     ({"hidden": 8}, "hidden must be a sequence"),
     ({"hidden": (8, 0)}, "hidden must be an integer >= 1"),

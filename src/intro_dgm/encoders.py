@@ -5,6 +5,8 @@ r"""Encoders: networks that map a batch ``x`` to a posterior object :math:`q_\ph
   reflections whose vectors are computed from ``x`` (Tomczak & Welling, 2016).
 * :class:`SylvesterEncoder` -- a diagonal Gaussian followed by ``T`` Sylvester steps whose
   matrices are computed from ``x`` (van den Berg et al., 2018): O-, H- or T-SNF.
+* :class:`VonMisesFisherEncoder` -- a von Mises-Fisher distribution on the unit sphere (the
+  hyperspherical VAE, Davidson et al., 2018; use it with the ``uniform-sphere`` prior).
 
 Every encoder names the family of what it returns in ``posterior_cls`` (which decides
 whether the model can use a closed-form KL). :data:`POSTERIORS` maps the names a model
@@ -16,11 +18,12 @@ import inspect
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .flows import Householder, Sylvester
 from .nets import mlp
-from .posteriors import DiagonalGaussian, FlowPosterior
+from .posteriors import DiagonalGaussian, FlowPosterior, VonMisesFisherPosterior
 from .utils import check_int
 
 
@@ -167,12 +170,52 @@ class SylvesterEncoder(FlowEncoder):
         return params
 
 
+class VonMisesFisherEncoder(nn.Module):
+    r"""Amortised :math:`q_\phi(z|x) = \mathrm{vMF}(z \mid \mu(x), \kappa(x))` on :math:`S^{L-1}`.
+
+    The network's ``L + 1`` outputs give the direction ``mu = a / |a|`` (first ``L``) and the
+    concentration ``kappa = softplus(c) + KAPPA_MIN`` (last one).
+
+    Args:
+        net: maps ``(B, D)`` to ``(B, L + 1)``.
+        latent_dim: ``L >= 2`` (the sphere's ambient dimension).
+    """
+
+    posterior_cls = VonMisesFisherPosterior
+    #: softplus underflows to exactly 0 for inputs below about -100 (-17 in float32), where
+    #: the vMF is undefined; the floor keeps kappa > 0. It is far below any kappa that
+    #: carries information (the KL at kappa = 1e-4, L = 2 is 2.5e-9 nats).
+    KAPPA_MIN = 1e-4
+
+    def __init__(self, net: nn.Module, latent_dim: int):
+        super().__init__()
+        self.net = net
+        self.latent_dim = check_int(latent_dim, "latent_dim", minimum=1)
+        if latent_dim < 2:
+            raise ValueError(f"latent_dim must be >= 2 for a vMF posterior (the sphere S^{{L-1}} "
+                             f"with L = {latent_dim} has dimension {latent_dim - 1})")
+
+    @classmethod
+    def from_mlp(cls, input_layer: nn.Module, input_dim: int, hidden: Sequence[int],
+                 latent_dim: int) -> "VonMisesFisherEncoder":
+        """The book's encoder MLP ``input_dim -> hidden -> L + 1``."""
+        return cls(nn.Sequential(input_layer, mlp(input_dim, hidden, latent_dim + 1)), latent_dim)
+
+    def forward(self, x: torch.Tensor) -> VonMisesFisherPosterior:
+        out = self.net(x)
+        direction, c = out[:, :-1], out[:, -1]
+        # the clamp only guards an all-zero output row (0/0); any real direction is kept
+        mu = direction / direction.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        return VonMisesFisherPosterior(mu, F.softplus(c) + self.KAPPA_MIN)
+
+
 #: The posterior families a model config names (``posterior=...``): name -> (encoder class,
 #: fixed options); the class's ``from_mlp`` builds it, its other options come from the
 #: config's ``posterior_kwargs``.
 POSTERIORS = {"gaussian": (GaussianEncoder, {}), "householder": (HouseholderEncoder, {}),
               **{f"sylvester-{kind}": (SylvesterEncoder, {"kind": kind})
-                 for kind in Sylvester.KINDS}}
+                 for kind in Sylvester.KINDS},
+              "vmf": (VonMisesFisherEncoder, {})}
 
 
 def _body(input_layer: nn.Module, input_dim: int, hidden: Sequence[int]) -> nn.Module:

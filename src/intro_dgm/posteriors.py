@@ -21,9 +21,9 @@ from collections.abc import Callable
 
 import torch
 
-from .distributions import entropy_normal_diag, kl_normal_diag, log_normal_diag
+from .distributions import VonMisesFisher, entropy_normal_diag, kl_normal_diag, log_normal_diag
 from .flows import FlowStep
-from .priors import Prior, StandardPrior
+from .priors import Prior, StandardPrior, UniformSphere
 from .utils import check_int
 
 
@@ -135,6 +135,34 @@ class FlowPosterior(Posterior):
         return self._push(self.base.mean)[0]
 
 
+class VonMisesFisherPosterior(Posterior):
+    r""":math:`q(z|x) = \mathrm{vMF}(z \mid \mu(x), \kappa(x))` on the unit sphere: the
+    hyperspherical VAE's posterior (Davidson et al., 2018).
+
+    Args:
+        mu: ``(B, L)`` unit rows; kappa: ``(B,)`` or ``(B, 1)``, positive
+            (see :class:`~intro_dgm.distributions.VonMisesFisher`, which this wraps).
+    """
+
+    def __init__(self, mu: torch.Tensor, kappa: torch.Tensor):
+        self.vmf = VonMisesFisher(mu, kappa)
+
+    def _rsample(self, k):
+        z = self.vmf.rsample(k)
+        return z, self.vmf.log_prob(z)
+
+    def log_prob(self, z):
+        return self.vmf.log_prob(z)
+
+    @property
+    def mean(self):
+        """The mean direction ``mu`` (the mean itself, ``A(kappa) mu``, lies inside the ball)."""
+        return self.vmf.mu
+
+    def entropy(self) -> torch.Tensor:
+        return self.vmf.entropy()
+
+
 def _repeat_params(p, k: int):
     """Per-example parameters ``(B, ...)`` repeated for ``k`` samples, row order ``(k, B)``."""
     if isinstance(p, torch.Tensor):
@@ -174,3 +202,8 @@ def has_analytic_kl(posterior_cls: type, prior: Prior) -> bool:
 @register_analytic_kl(DiagonalGaussian, StandardPrior)
 def _kl_gaussian_standard(q: DiagonalGaussian, p: StandardPrior) -> torch.Tensor:
     return kl_normal_diag(q.mu_e, q.log_var_e)
+
+
+@register_analytic_kl(VonMisesFisherPosterior, UniformSphere)
+def _kl_vmf_uniform(q: VonMisesFisherPosterior, p: UniformSphere) -> torch.Tensor:
+    return q.vmf.kl_uniform()

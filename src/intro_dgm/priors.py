@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .distributions import log_normal_diag, log_standard_normal
+from .distributions import (log_normal_diag, log_sphere_area, log_standard_normal,
+                            sample_sphere_uniform)
 from .flows import realnvp
 from .nets import mlp
 from .utils import check_int, check_tensor, module_device
@@ -349,9 +350,32 @@ class FlowPrior(Prior):
         return self.flow.inverse(eps)
 
 
+class UniformSphere(Prior):
+    r"""The uniform distribution on the unit sphere :math:`S^{L-1}\subset\mathbb{R}^L`,
+    :math:`p(z) = 1/|S^{L-1}|` -- the prior of the hyperspherical VAE (a von Mises-Fisher
+    posterior); ``L >= 2``. ``log_prob`` is the constant density: it does not check that
+    ``z`` lies on the sphere (a point off it has density 0 under this prior).
+    """
+
+    def __init__(self, latent_dim: int):
+        super().__init__(latent_dim)
+        if latent_dim < 2:
+            raise ValueError(f"latent_dim must be >= 2 for a sphere (S^{{L-1}} with L = "
+                             f"{latent_dim} has dimension {latent_dim - 1}), got {latent_dim}")
+        self.register_buffer("_anchor", torch.zeros(0), persistent=False)
+
+    def _log_prob(self, z):
+        return torch.full(z.shape[:-1], -log_sphere_area(self.latent_dim), dtype=z.dtype,
+                          device=z.device)
+
+    def _sample(self, n):
+        return sample_sphere_uniform(n, self.latent_dim, device=self._anchor.device)
+
+
 #: The priors by name (a model config's ``prior``, the CLI's ``--prior``).
 PRIORS = {"standard": StandardPrior, "mog": MoGPrior, "vampprior": VampPrior,
-          "gtm": GTMPrior, "gtm-vampprior": GTMVampPrior, "flow": FlowPrior}
+          "gtm": GTMPrior, "gtm-vampprior": GTMVampPrior, "flow": FlowPrior,
+          "uniform-sphere": UniformSphere}
 
 
 def make_prior(name: str, latent_dim: int, encoder: nn.Module | None = None,

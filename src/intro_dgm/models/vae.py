@@ -128,6 +128,14 @@ class VAEConfig:
                              f"got {self.posterior!r}")
         if self.prior not in PRIORS:
             raise ValueError(f"prior must be one of {', '.join(PRIORS)}; got {self.prior!r}")
+        # A vMF posterior lives on the sphere, every other prior in R^L: their KL would be
+        # infinite (or undefined), so the pairing is checked here rather than failing later.
+        if (self.posterior == "vmf") != (self.prior == "uniform-sphere"):
+            raise ValueError(f"posterior 'vmf' and prior 'uniform-sphere' go together (z on the "
+                             f"unit sphere); got posterior={self.posterior!r}, prior={self.prior!r}")
+        if self.posterior == "vmf" and self.latent_dim < 2:
+            raise ValueError(f"latent_dim must be >= 2 for a vMF posterior (the sphere S^{{L-1}} "
+                             f"with L = {self.latent_dim} has dimension {self.latent_dim - 1})")
         for name in ("prior_kwargs", "posterior_kwargs"):
             if not isinstance(getattr(self, name), dict):
                 raise TypeError(f"{name} must be a dict, got {type(getattr(self, name)).__name__}")

@@ -1,0 +1,91 @@
+"""Every posterior family on the Digits split, three seeds each (the posteriors comparison page).
+
+    make compare-posteriors        # = .venv/bin/python benchmarks/compare_posteriors.py
+
+One protocol for all (:func:`intro_dgm.protocol.run`), the same as the priors comparison:
+the 2x256 MLP VAE with a categorical decoder and the standard Gaussian prior (the uniform
+prior on the sphere for the vMF posterior), Adamax 1e-3, batch 64, early stopping with
+patience 20 on the validation -ELBO; then on the test set the importance-weighted NLL
+(K=1000), the -ELBO, the active units; the training -ELBO, parameters, seconds per epoch.
+
+Two groups of runs:
+
+* **flows at L = 16**: the diagonal Gaussian, Householder flows with T = 1 and T = 10, and
+  O-, H-, T-SNF with T = 4 steps (M = L columns for O-SNF, 2 reflections per Q for H-SNF);
+* **sphere against Gaussian** at small latent sizes: the vMF posterior on S^{m-1} with the
+  uniform prior against the diagonal Gaussian with the standard prior, m = L in {3, 5, 10, 16}.
+
+Every run is a :class:`intro_dgm.protocol.RunSpec`; its row goes to the results store
+``benchmarks/posteriors_results.jsonl`` as soon as it finishes. Rows already there are
+skipped, so an interrupted comparison resumes; any row is re-run with
+``intro-dgm reproduce benchmarks/posteriors_results.jsonl ROW_ID --out DIR``.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from intro_dgm.protocol import ResultsStore, RunSpec, markdown_table, run_and_store
+
+RESULTS = Path(__file__).with_name("posteriors_results.jsonl")
+
+#: the flows group (L = 16): (posterior name, its options)
+FLOWS = [
+    ("gaussian", {}),
+    ("householder", {"num_steps": 1}),
+    ("householder", {"num_steps": 10}),
+    ("sylvester-orthogonal", {"num_steps": 4}),
+    ("sylvester-householder", {"num_steps": 4}),
+    ("sylvester-triangular", {"num_steps": 4}),
+]
+FLOW_LATENT_DIM = 16
+SPHERE_LATENT_DIMS = (3, 5, 10, 16)
+SEEDS = (0, 1, 2)
+K = 1000
+
+
+def _spec(latent_dim: int, posterior: str, options: dict, seed: int) -> RunSpec:
+    config = {"latent_dim": latent_dim, "posterior": posterior}
+    if options:
+        config["posterior_kwargs"] = options
+    if posterior == "vmf":
+        config["prior"] = "uniform-sphere"
+    return RunSpec(model="vae", model_config=config, dataset="digits", seed=seed, k=K,
+                   threads=1, device="cpu")
+
+
+def specs(groups=("flows", "sphere")) -> list[RunSpec]:
+    """The runs, in the order they are run (duplicates -- the Gaussian at L = 16 -- once)."""
+    out: list[RunSpec] = []
+    if "flows" in groups:
+        out += [_spec(FLOW_LATENT_DIM, p, o, s) for p, o in FLOWS for s in SEEDS]
+    if "sphere" in groups:
+        out += [_spec(L, p, {}, s) for L in SPHERE_LATENT_DIMS for p in ("gaussian", "vmf")
+                for s in SEEDS]
+    unique = {s.id: s for s in out}
+    return list(unique.values())
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", nargs="+", choices=("flows", "sphere"),
+                        default=("flows", "sphere"))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    store = ResultsStore(args.out)
+    done = store.completed_ids()
+    todo = [s for s in specs(args.groups) if s.id not in done]
+    print(f"{len(done)} runs found, {len(todo)} to go", flush=True)
+    for spec in todo:
+        row = run_and_store(spec, store)[0]
+        m, c = row["metrics"] or {}, spec.model_config
+        print(f"{row['id']} {c['posterior']:>22} {c.get('posterior_kwargs', {})} "
+              f"L={c['latent_dim']:<3} seed={spec.seed} {row['status']} "
+              f"NLL {m.get('test_nll_iw', float('nan')):.2f} "
+              f"-ELBO {-m.get('test_elbo', float('nan')):.2f}", flush=True)
+    print(markdown_table(store.rows(), ["model_config.latent_dim", "model_config.posterior",
+                                        "model_config.posterior_kwargs"]))
+
+
+if __name__ == "__main__":
+    main()
