@@ -67,6 +67,15 @@ def test_loss_and_importance_weights(posterior, digits):
         mean_elbo, bounds)
 
 
+@pytest.mark.parametrize("posterior", [p for p in OPTIONS if p.startswith("sylvester")])
+def test_every_output_row_of_the_sylvester_heads_is_used(posterior, digits):
+    """Only the upper triangles of R, R~ are produced: no weight row without a gradient."""
+    model = _model(posterior)
+    model.loss(digits.train[:64])["loss"].mean().backward()
+    for head in model.encoder.heads:
+        assert (head.weight.grad.abs().sum(1) > 0).all()
+
+
 def test_householder_vectors_follow_the_paper():
     model = _model("householder")
     enc = model.encoder

@@ -9,10 +9,10 @@ r"""Evaluation under one protocol for every model (nats per example unless state
   a lower bound in expectation that tightens as S grows (the argument ``k`` is S). Computed
   in chunks of samples with a running ``logsumexp``, so S=5000 needs the memory of one chunk.
 * :class:`SampleScorer` -- a classifier-based proxy for the quality of generated images.
-* :func:`bits_per_dim`, :func:`active_units`.
+* :func:`bits_per_dim`, :func:`active_units` (:func:`active_units_per_level`).
 
 A model needs ``loss(x)`` (dict of ``(B,)`` terms), ``log_weights(x, k) -> (B, k)`` and, for
-the active units, ``posterior(x)`` with a ``mean``. Every function leaves the model in the
+the active units, ``posterior_means(x)`` (level name -> posterior means). Every function leaves the model in the
 training mode it found it in. The single-latent diagnostics (ELBO decomposition, holes,
 density grids) are in :mod:`intro_dgm.analysis`.
 """
@@ -79,17 +79,24 @@ def bits_per_dim(nll_nats: torch.Tensor | float, dim: int) -> torch.Tensor | flo
 
 
 @torch.no_grad()
-def active_units(model: nn.Module, x: torch.Tensor, threshold: float = 1e-2) -> int:
-    r"""Number of latent dimensions :math:`l` with
-    :math:`\mathrm{Cov}_x(\mathbb{E}_{q(z|x)}[z_l]) > \delta`, :math:`\delta` = ``threshold``
+def active_units_per_level(model: nn.Module, x: torch.Tensor, threshold: float = 1e-2
+                           ) -> dict[str, int]:
+    r"""Per latent level, the number of dimensions :math:`l` with
+    :math:`\mathrm{Cov}_x(\mathbb{E}_{q}[z_l]) > \delta`, :math:`\delta` = ``threshold``
     (Burda et al., 2016): the units the encoder actually uses.
 
-    The posterior mean is ``model.posterior(x).mean`` (for a flow posterior, the flow
-    applied to the base mean)."""
+    The means come from ``model.posterior_means(x)`` (level name -> ``(N, L)``): for the VAE
+    the posterior mean (for a flow posterior, the flow applied to the base mean), for a
+    hierarchical model each level's mean given the mean of the level it conditions on."""
     check_tensor(x, "x", ndim=2)
     with eval_mode(model):
-        mean = model.posterior(x.to(module_device(model))).mean
-    return int((mean.var(dim=0) > threshold).sum().item())
+        means = model.posterior_means(x.to(module_device(model)))
+    return {level: int((m.var(dim=0) > threshold).sum().item()) for level, m in means.items()}
+
+
+def active_units(model: nn.Module, x: torch.Tensor, threshold: float = 1e-2) -> int:
+    """The active units of every level together (:func:`active_units_per_level`)."""
+    return sum(active_units_per_level(model, x, threshold).values())
 
 
 class SampleScorer:

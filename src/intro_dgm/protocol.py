@@ -35,7 +35,8 @@ from torch import nn
 
 from .analysis import aggregated_posterior, hole_mass
 from .data import DATASETS, Split, load_dataset, load_digits_labels
-from .evaluation import SampleScorer, active_units, bits_per_dim, elbo, iwae_log_likelihood
+from .evaluation import (SampleScorer, active_units_per_level, bits_per_dim, elbo,
+                         iwae_log_likelihood)
 from .models import build_model, config_from_dict, model_entry
 from .training import History, NonFiniteLossError, TrainConfig, fit
 from .utils import (atomic_write_text, check_fields, check_int, eval_mode, get_device,
@@ -301,8 +302,11 @@ def evaluate(model: nn.Module, split: Split, k: int, seed: int) -> dict:
     ll = iwae_log_likelihood(model, split.test, k=k)
     eval_seconds = time.perf_counter() - start
     test_elbo = elbo(model, split.test).mean().item()
+    units = active_units_per_level(model, split.test)
     metrics = {"test_nll_iw": -ll.mean().item(), "test_elbo": test_elbo, "k": k,
-               "eval_seconds": eval_seconds, "active_units": active_units(model, split.test)}
+               "eval_seconds": eval_seconds, "active_units": sum(units.values())}
+    if len(units) > 1:  # a hierarchical model: each level's too
+        metrics.update({f"active_units_{level}": n for level, n in units.items()})
     metrics["train_elbo"] = elbo(model, split.train).mean().item()
     metrics["test_nll_iw_bpd"] = bits_per_dim(metrics["test_nll_iw"], split.dim)
     metrics["test_neg_elbo_bpd"] = bits_per_dim(-test_elbo, split.dim)

@@ -24,7 +24,7 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax, "adamw": t
 
 @dataclass
 class TrainConfig:
-    """How a model is trained; the defaults are the book's protocol.
+    r"""How a model is trained; the defaults are the book's protocol.
 
     Attributes:
         optimizer: one of ``"adam"``, ``"adamax"``, ``"adamw"``.
@@ -35,6 +35,12 @@ class TrainConfig:
         warmup_epochs: KL warm-up (Bowman et al., 2016): in epoch ``e`` (from 0) the model is
             trained with ``beta = min(1, (e + 1) / warmup_epochs)``; 0 means ``beta = 1``.
         grad_clip: clip the gradient norm to this value (``None``: no clipping).
+        free_bits: :math:`\lambda`, nats per latent dimension (Kingma et al., 2016): each KL
+            group ``g`` of the model (``model.kl_groups``: one per level) enters the training
+            objective as :math:`\max(\lambda L_g, \overline{\mathrm{KL}_g})`, its batch mean
+            floored at :math:`\lambda L_g`, so that the optimiser gains nothing by pushing a
+            level's KL below it (a remedy for posterior collapse); 0 means off. The
+            validation -ELBO (early stopping) is never floored.
     """
 
     optimizer: str = "adamax"
@@ -44,6 +50,7 @@ class TrainConfig:
     patience: int = 20
     warmup_epochs: int = 0
     grad_clip: float | None = None
+    free_bits: float = 0.0
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -61,6 +68,10 @@ class TrainConfig:
                     or not self.grad_clip > 0:
                 raise ValueError(f"grad_clip must be None or a number > 0, got {self.grad_clip!r}")
             self.grad_clip = float(self.grad_clip)
+        if isinstance(self.free_bits, bool) or not isinstance(self.free_bits, (int, float)) \
+                or not self.free_bits >= 0:
+            raise ValueError(f"free_bits must be a number >= 0, got {self.free_bits!r}")
+        self.free_bits = float(self.free_bits)
 
     def beta(self, epoch: int) -> float:
         """The KL weight of epoch ``epoch`` (from 0)."""
@@ -94,6 +105,21 @@ class History:
     @property
     def seconds_per_epoch(self) -> float:
         return sum(self.epoch_seconds) / max(1, len(self.epoch_seconds))
+
+
+def objective(model: nn.Module, terms: dict, beta: float, free_bits: float) -> torch.Tensor:
+    r"""The scalar a training step minimises: the batch mean of ``terms["loss"]``, or with
+    free bits :math:`-\overline{\mathrm{rec}} + \beta\sum_g \max(\lambda L_g,
+    \overline{\mathrm{KL}_g})` over the model's ``kl_groups`` (see :class:`TrainConfig`)."""
+    if not free_bits:
+        return terms["loss"].mean()
+    groups = getattr(model, "kl_groups", None)
+    if not groups:
+        raise ValueError(f"free_bits needs a model with kl_groups (KL term -> latent size); "
+                         f"{type(model).__name__} has none")
+    kl = sum(torch.clamp(terms[name].mean(), min=free_bits * size)
+             for name, size in groups.items())
+    return -terms["rec"].mean() + beta * kl
 
 
 def _terms(model: nn.Module, x: torch.Tensor, beta: float) -> dict:
@@ -131,7 +157,8 @@ def _loader(data, batch_size: int, shuffle: bool, seed: int):
 def fit(model: nn.Module, train, val, config: TrainConfig | None = None, *,
         seed: int | None = 0, device: torch.device | str | None = None,
         progress: bool = True, **overrides) -> History:
-    """Train ``model`` by minimising the mean of ``model.loss(x, beta)["loss"]``.
+    """Train ``model`` by minimising the mean of ``model.loss(x, beta)["loss"]`` (with
+    ``config.free_bits``, the floored objective of :func:`objective`).
 
     Early stopping: after every epoch the validation ``-ELBO`` (``beta = 1``, whatever the
     training objective) is computed; training stops when it has not improved for
@@ -178,7 +205,7 @@ def fit(model: nn.Module, train, val, config: TrainConfig | None = None, *,
             beta = config.beta(epoch)
             for batch, x in enumerate(train):
                 x = x.to(device, non_blocking=True)
-                loss = _terms(model, x, beta)["loss"].mean()
+                loss = objective(model, _terms(model, x, beta), beta, config.free_bits)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.grad_clip is not None:

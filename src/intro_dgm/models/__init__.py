@@ -7,12 +7,15 @@ compare it with the VAE by hand, where the comparison is meaningful.
 """
 from .ppca import PPCA
 from ..encoders import GaussianEncoder
+from .hierarchical import (TopDownConfig, TopDownVAE, TwoLevelConfig, TwoLevelVAE,
+                           build_top_down, build_two_level)
 from .vae import VAE, VAEConfig, build_vae
 
 #: The registered models, name -> (config class, builder), known to the CLI's ``--model``,
 #: the run protocol and the checkpoints. ``builder(config, data=None)`` builds the model;
 #: ``data`` is the training set, passed only when the config's ``needs_data`` is true.
-MODELS = {"vae": (VAEConfig, build_vae)}
+MODELS = {"vae": (VAEConfig, build_vae), "two-level": (TwoLevelConfig, build_two_level),
+          "top-down": (TopDownConfig, build_top_down)}
 
 
 def config_from_dict(name: str, fields: dict):
@@ -49,4 +52,6 @@ def build_model(name: str, config, data=None):
 
 
 __all__ = ["PPCA", "VAE", "VAEConfig", "build_vae", "GaussianEncoder", "MODELS",
+           "TwoLevelVAE", "TwoLevelConfig", "build_two_level", "TopDownVAE", "TopDownConfig",
+           "build_top_down",
            "build_model", "config_from_dict", "model_entry"]

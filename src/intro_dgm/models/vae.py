@@ -54,6 +54,16 @@ class VAE(nn.Module):
         return self.encoder(x)
 
     @property
+    def kl_groups(self) -> dict[str, int]:
+        """KL term -> the latent dimensions it covers (for free bits): one group."""
+        return {"kl": self.latent_dim}
+
+    @torch.no_grad()
+    def posterior_means(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The posterior's point summary per level (one level, ``"z"``): the active units."""
+        return {"z": self.posterior(x).mean}
+
+    @property
     def kl_is_analytic(self) -> bool:
         """Whether ``loss`` uses a closed-form KL (decided by the posterior and prior types)."""
         return has_analytic_kl(self.encoder.posterior_cls, self.prior)
