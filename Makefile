@@ -12,7 +12,7 @@ TIMEOUT ?= 900
 # A kernel profile that silences ipykernel 7's "running over TCP" warning on stderr.
 export IPYTHONDIR := $(CURDIR)/.ipython
 
-.PHONY: book test install chromium clean benchmark compare-priors compare-posteriors
+.PHONY: book test install chromium clean benchmark compare-priors compare-posteriors compare-hierarchical
 
 install: $(STAMP)
 
@@ -60,6 +60,10 @@ compare-priors: $(STAMP)
 # The posteriors comparison page reads benchmarks/posteriors_results.jsonl (resumable, one job).
 compare-posteriors: $(STAMP)
 	$(PY) benchmarks/compare_posteriors.py
+
+# The hierarchical comparison page reads benchmarks/hierarchical_results.jsonl (resumable).
+compare-hierarchical: $(STAMP)
+	$(PY) benchmarks/compare_hierarchical.py
 
 clean:
 	rm -rf _build

@@ -76,6 +76,7 @@ MINIMUMS = {  # page -> (minimum number of figures made by its code, minimum ren
     "notebooks/05_two_gaussians.html": (1, 14),
     "notebooks/06a_posterior_gap.html": (2, 20),
     "notebooks/06b_householder_flows.html": (0, 20),
+    "notebooks/06c_sylvester_flows.html": (4, 20),
 }
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run", "--disable-sync",

@@ -272,7 +272,7 @@ class _HierarchicalConfig:
     latent_dim: int = 16
     top_latent_dim: int = 16
     hidden: tuple[int, ...] = (256, 256)
-    top_hidden: tuple[int, ...] = (128,)
+    top_hidden: tuple[int, ...] = (64,)
     decoder_uses_top: bool = False
     prior: str = "standard"
     prior_kwargs: dict = field(default_factory=dict)
