@@ -70,11 +70,16 @@ def main(argv=None) -> None:
               f"NLL {m.get('test_nll_iw', float('nan')):.2f} "
               f"KL z1/z2 {m.get('test_kl_z1', float('nan')):.2f}/{m.get('test_kl_z2', float('nan')):.2f} "
               f"AU z1/z2 {m.get('active_units_z1')}/{m.get('active_units_z2')}", flush=True)
-    print(markdown_table(store.rows(), ["model", "model_config.prior", "train.warmup_epochs",
-                                        "train.free_bits"],
-                         metrics=("test_nll_iw", "test_elbo", "test_kl_z1", "test_kl_z2",
-                                  "active_units_z1", "active_units_z2")))
-
+    metrics = ("test_nll_iw", "test_elbo", "test_kl_z1", "test_kl_z2", "active_units_z1",
+               "active_units_z2")
+    # one table per model: a key such as top_posterior_sees_x exists only in its own config
+    extra = {"two-level": ["model_config.top_posterior_sees_x"], "top-down": ["model_config.prior"]}
+    for model in ("vae", "two-level", "top-down"):
+        rows = [r for r in store.rows() if r["spec"]["model"] == model]
+        if rows:
+            print(f"\n{model}\n" + markdown_table(
+                rows, extra.get(model, []) + ["train.warmup_epochs", "train.free_bits"],
+                metrics=metrics if model != "vae" else ("test_nll_iw", "test_elbo")))
 
 if __name__ == "__main__":
     main()

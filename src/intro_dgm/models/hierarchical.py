@@ -24,8 +24,9 @@ standard Gaussian or a VampPrior. They differ in the variational posterior:
             + \Delta\sigma_l^2 - \ln \Delta\sigma_l^2 - 1\Big).
 
 Both keep the VAE's contract: ``loss(x, beta)`` returns per-example ``loss``, ``elbo``,
-``rec``, ``kl`` and the KL of each level (``kl_z1``, ``kl_z2``), which add up to
-``kl``; ``log_weights(x, k)`` the importance weights over *all* latents;
+``rec``, ``kl`` and the KL term of each level (``kl_z1``, ``kl_z2``), which add up to
+``kl``. (In the bottom-up model ``kl_z1 = ln q(z1|x) - ln p(z1|z2)`` is a one-sample estimate
+of a difference of expectations, not a KL: per sample it can be negative.) ``log_weights(x, k)`` the importance weights over *all* latents;
 ``sample(n, mean=False, z2=None)``; ``posterior_means(x)`` per level (the active units);
 ``kl_groups`` names each level's KL term and size (free bits, per level).
 """
