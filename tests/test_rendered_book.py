@@ -77,6 +77,9 @@ MINIMUMS = {  # page -> (minimum number of figures made by its code, minimum ren
     "notebooks/06a_posterior_gap.html": (2, 20),
     "notebooks/06b_householder_flows.html": (0, 20),
     "notebooks/06c_sylvester_flows.html": (4, 20),
+    "notebooks/06d_hyperspherical_vae.html": (3, 20),
+    "notebooks/06e_posterior_comparison.html": (1, 5),
+    "notebooks/07a_hierarchical_vaes.html": (3, 20),
 }
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run", "--disable-sync",

@@ -14,6 +14,7 @@ Conventions:
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -315,6 +316,14 @@ def _check_sphere_dim(m: int, name: str = "m") -> int:
 _GL_NODES = 96
 
 
+@functools.lru_cache(maxsize=1)
+def _gauss_legendre():
+    """Nodes and weights on [-1, 1], computed once (an eigenproblem of a 96 x 96 matrix)."""
+    import numpy as np
+
+    return np.polynomial.legendre.leggauss(_GL_NODES)
+
+
 def _dw_dkappa(w, kappa, m: int):
     r"""The implicit reparameterisation gradient :math:`\partial w/\partial\kappa` of
     :math:`w = \mu^\top z` (float64 numpy arrays).
@@ -331,7 +340,7 @@ def _dw_dkappa(w, kappa, m: int):
     import numpy as np
 
     a = _ratio_numpy(0.5 * m - 1, kappa)
-    nodes, weights = np.polynomial.legendre.leggauss(_GL_NODES)
+    nodes, weights = _gauss_legendre()
     theta_w = np.arccos(np.clip(w, -1.0, 1.0))
     upper = w >= a  # integrate t in [w, 1], theta in [0, theta_w]; else t in [-1, w]
     lo = np.where(upper, 0.0, theta_w)[:, None]
