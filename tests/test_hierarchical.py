@@ -168,6 +168,8 @@ def test_free_bits_floor_each_level(digits):
     ({"top_latent_dim": 0}, "top_latent_dim must be an integer >= 1"),
     ({"top_hidden": ()}, "top_hidden must be a non-empty sequence"),
     ({"prior": "mog"}, r"prior \(of the top level z2\) must be one of standard, vampprior"),
+    ({"decoder_hidden": 32}, "decoder_hidden must be None or a sequence of layer sizes"),
+    ({"decoder_hidden": (32, 0)}, "decoder_hidden must be an integer >= 1"),
 ])
 def test_bad_config_is_named(fields, match):
     for cls in (TwoLevelConfig, TopDownConfig):
@@ -185,3 +187,16 @@ def test_mismatched_prior_and_levels_are_named(digits):
     with pytest.raises(ValueError, match="data is only used by a prior initialised from data"):
         build_model("two-level", SMALL, data=digits.train)
     assert {"two-level", "top-down"} <= set(MODELS)
+
+
+@pytest.mark.parametrize("name", ["two-level", "top-down"])
+def test_decoder_hidden_sets_the_decoders_layers(name):
+    """None keeps the VAE's decoder (hidden reversed); () is linear; the rest is as given."""
+    def linears(decoder_hidden):
+        fields = dict(SMALL, decoder_hidden=decoder_hidden)
+        model = build_model(name, fields)
+        return [m.out_features for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)]
+    out = SMALL.get("input_dim", 64) * SMALL.get("num_vals", 17)
+    assert linears(None) == [*SMALL["hidden"][::-1], out]
+    assert linears(()) == [out]
+    assert linears((7, 5)) == [7, 5, out]

@@ -274,6 +274,7 @@ class _HierarchicalConfig:
     top_latent_dim: int = 16
     hidden: tuple[int, ...] = (256, 256)
     top_hidden: tuple[int, ...] = (64,)
+    decoder_hidden: tuple[int, ...] | None = None
     decoder_uses_top: bool = False
     prior: str = "standard"
     prior_kwargs: dict = field(default_factory=dict)
@@ -289,6 +290,12 @@ class _HierarchicalConfig:
                 raise TypeError(f"{name} must be a non-empty sequence of layer sizes, got "
                                 f"{value!r}")
             setattr(self, name, tuple(check_int(h, name, minimum=1) for h in value))
+        if self.decoder_hidden is not None:  # () is allowed: a linear (weak) decoder
+            if isinstance(self.decoder_hidden, int) or not hasattr(self.decoder_hidden, "__iter__"):
+                raise TypeError(f"decoder_hidden must be None or a sequence of layer sizes, got "
+                                f"{self.decoder_hidden!r}")
+            self.decoder_hidden = tuple(check_int(h, "decoder_hidden", minimum=1)
+                                        for h in self.decoder_hidden)
         if self.prior not in TOP_PRIORS:
             raise ValueError(f"prior (of the top level z2) must be one of "
                              f"{', '.join(TOP_PRIORS)}; got {self.prior!r}")
@@ -305,7 +312,8 @@ class _HierarchicalConfig:
 class TwoLevelConfig(_HierarchicalConfig):
     """Hyperparameters of :func:`build_two_level` (``latent_dim`` is :math:`L_1`, the bottom
     level; ``top_latent_dim`` :math:`L_2`; ``hidden`` the x-side networks, ``top_hidden`` the
-    networks between latents; ``top_posterior_sees_x``: :math:`q(z_2|z_1,x)` (4.76) or
+    networks between latents; ``decoder_hidden`` the decoder's layers (``None``: ``hidden``
+    reversed, as the VAE's; ``()``: a linear decoder); ``top_posterior_sees_x``: :math:`q(z_2|z_1,x)` (4.76) or
     :math:`q(z_2|z_1)` (4.77))."""
 
     top_posterior_sees_x: bool = True
@@ -331,7 +339,8 @@ def _input_layer(c) -> nn.Module:
 
 def _decoder(c):
     in_dim = c.latent_dim + (c.top_latent_dim if c.decoder_uses_top else 0)
-    return make_decoder(c.likelihood, in_dim, c.hidden[::-1], c.input_dim, c.num_vals)
+    hidden = c.hidden[::-1] if c.decoder_hidden is None else c.decoder_hidden
+    return make_decoder(c.likelihood, in_dim, hidden, c.input_dim, c.num_vals)
 
 
 def _refuse_unused(data):
