@@ -18,6 +18,16 @@ from .nets import mlp
 from .utils import check_int, check_tensor
 
 
+def check_pixels(x: torch.Tensor, num_vals: int, dim: int) -> None:
+    """Raise a clear error unless ``x`` is ``(B, dim)`` of integer values ``0..num_vals-1``."""
+    check_tensor(x, "x", ndim=2, last_dim=dim)
+    bad = (x < 0) | (x > num_vals - 1) | (x != torch.round(x))
+    if bad.any():
+        v = x[bad][0].item()
+        raise ValueError(f"x must hold integer pixel values in 0..{num_vals - 1} "
+                         f"(num_vals={num_vals}); found {v}")
+
+
 class Decoder(nn.Module):
     """Base class of ``p_theta(x|z)``: ``log_prob(x, z)``, ``sample(z)``, ``mean(z)``."""
 
@@ -46,12 +56,7 @@ class CategoricalDecoder(Decoder):
         return self.net(z).unflatten(-1, (self.dim, self.num_vals))
 
     def validate(self, x):
-        super().validate(x)
-        bad = (x < 0) | (x > self.num_vals - 1) | (x != torch.round(x))
-        if bad.any():
-            v = x[bad][0].item()
-            raise ValueError(f"x must hold integer pixel values in 0..{self.num_vals - 1} "
-                             f"(num_vals={self.num_vals}); found {v}")
+        check_pixels(x, self.num_vals, self.dim)
 
     def log_prob(self, x, z):
         return log_categorical(x, self.logits(z))

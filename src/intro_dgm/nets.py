@@ -1,6 +1,7 @@
 """Network builders shared by the models."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -38,3 +39,17 @@ class Rescale(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_vals={self.num_vals}"
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
+    r"""The transformer's position code for integer steps ``t`` ``(B,)``: ``(B, dim)`` with
+    :math:`[\sin(t\,\omega_i), \cos(t\,\omega_i)]`, :math:`\omega_i = P^{-i/(dim/2)}`,
+    frequencies spread geometrically from 1 to :math:`1/P`, so that one network can tell
+    nearby steps apart (high frequencies) and see where in the chain it is (low ones).
+    Used by the diffusion model's shared reverse network."""
+    if dim < 2 or dim % 2:
+        raise ValueError(f"dim must be an even integer >= 2, got {dim!r}")
+    half = dim // 2
+    omega = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)
+    angle = t.to(omega.dtype)[:, None] * omega[None, :]
+    return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)

@@ -302,9 +302,13 @@ def evaluate(model: nn.Module, split: Split, k: int, seed: int) -> dict:
     ll = iwae_log_likelihood(model, split.test, k=k)
     eval_seconds = time.perf_counter() - start
     test_elbo = elbo(model, split.test).mean().item()
-    units = active_units_per_level(model, split.test)
     metrics = {"test_nll_iw": -ll.mean().item(), "test_elbo": test_elbo, "k": k,
-               "eval_seconds": eval_seconds, "active_units": sum(units.values())}
+               "eval_seconds": eval_seconds}
+    # active units measure a learned encoder; a diffusion model's posterior is fixed noise
+    units = (active_units_per_level(model, split.test) if hasattr(model, "posterior_means")
+             else {})
+    if units:
+        metrics["active_units"] = sum(units.values())
     if len(units) > 1:  # a hierarchical model: each level's too
         metrics.update({f"active_units_{level}": n for level, n in units.items()})
     metrics["train_elbo"] = elbo(model, split.train).mean().item()

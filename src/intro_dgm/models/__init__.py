@@ -7,6 +7,7 @@ compare it with the VAE by hand, where the comparison is meaningful.
 """
 from .ppca import PPCA
 from ..encoders import GaussianEncoder
+from .diffusion import DDGM, DiffusionConfig, build_ddgm
 from .hierarchical import (TopDownConfig, TopDownVAE, TwoLevelConfig, TwoLevelVAE,
                            build_top_down, build_two_level)
 from .vae import VAE, VAEConfig, build_vae
@@ -15,7 +16,7 @@ from .vae import VAE, VAEConfig, build_vae
 #: the run protocol and the checkpoints. ``builder(config, data=None)`` builds the model;
 #: ``data`` is the training set, passed only when the config's ``needs_data`` is true.
 MODELS = {"vae": (VAEConfig, build_vae), "two-level": (TwoLevelConfig, build_two_level),
-          "top-down": (TopDownConfig, build_top_down)}
+          "top-down": (TopDownConfig, build_top_down), "ddgm": (DiffusionConfig, build_ddgm)}
 
 
 def config_from_dict(name: str, fields: dict):
@@ -53,5 +54,5 @@ def build_model(name: str, config, data=None):
 
 __all__ = ["PPCA", "VAE", "VAEConfig", "build_vae", "GaussianEncoder", "MODELS",
            "TwoLevelVAE", "TwoLevelConfig", "build_two_level", "TopDownVAE", "TopDownConfig",
-           "build_top_down",
+           "build_top_down", "DDGM", "DiffusionConfig", "build_ddgm",
            "build_model", "config_from_dict", "model_entry"]

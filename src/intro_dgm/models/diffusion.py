@@ -1,0 +1,474 @@
+r"""Diffusion-based deep generative models (chapter: diffusion models): the DDGM as a
+hierarchical VAE with a fixed, noising posterior, and the DDPM closed forms.
+
+The data ``x`` are integer pixels ``0..V-1``; the chain runs on the rescaled image
+:math:`z_0 = \tilde x = 2x/(V-1) - 1 \in [-1, 1]`. With :math:`\alpha_t = 1 - \beta_t` and
+:math:`\bar\alpha_t = \prod_{s\le t}\alpha_s`, for :math:`t = 1..T`:
+
+* forward (the variational posterior, no parameters):
+  :math:`q(z_t|z_{t-1}) = \mathcal N(\sqrt{\alpha_t}\,z_{t-1}, \beta_t I)`, hence
+  :math:`q(z_t|x) = \mathcal N(\sqrt{\bar\alpha_t}\,\tilde x, (1-\bar\alpha_t) I)` and
+  :math:`q(z_{t-1}|z_t, x) = \mathcal N(\tilde\mu_t, \tilde\beta_t I)` with
+  :math:`\tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\beta_t}{1-\bar\alpha_t}\tilde x +
+  \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t} z_t`,
+  :math:`\tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t`;
+* reverse (the generative model): :math:`p(z_T) = \mathcal N(0, I)`,
+  :math:`p_\theta(z_{t-1}|z_t) = \mathcal N(\mu_\theta(z_t, t), \sigma_t^2 I)` with the
+  noise-prediction mean :math:`\mu_\theta = (z_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}
+  \epsilon_\theta(z_t, t))/\sqrt{\alpha_t}`, and a discrete data term :math:`p_\theta(x|z_1)`
+  (a discretised Gaussian around :math:`\mu_\theta(z_1, 1)` or a categorical decoder), so
+  that the bound is in nats of the 17-valued pixels, comparable with every VAE.
+
+The ELBO in its KL form, :math:`\ln p(x) \ge \mathbb E_q \ln p_\theta(x|z_1) - L_T -
+\sum_{t=2}^T L_{t-1}`, :math:`L_T = \mathrm{KL}[q(z_T|x)\Vert p(z_T)]`,
+:math:`L_{t-1} = \mathbb E_{q(z_t|x)}\mathrm{KL}[q(z_{t-1}|z_t,x)\Vert p_\theta(z_{t-1}|z_t)]`.
+Buffers and methods are named after these formulas (``betas``, ``alphas_cumprod``,
+``posterior_mean_coef1``; ``q_sample``, ``q_posterior``, ``p_mean_variance``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..decoders import CategoricalDecoder, check_pixels
+from ..distributions import kl_normal_diag, log_discretised_gaussian, log_normal_diag
+from ..nets import mlp, sinusoidal_embedding
+from ..utils import check_int
+
+#: noise schedules by name (see :func:`make_betas`)
+SCHEDULES = ("linear", "constant", "cosine", "log-snr")
+#: the data term p(x|z_1)
+DATA_TERMS = ("discretised-gaussian", "categorical")
+#: the variance sigma_t^2 of p(z_{t-1}|z_t): the forward posterior's or beta_t
+VARIANCES = ("posterior", "beta")
+#: what a training step minimises
+OBJECTIVES = ("elbo", "simple")
+
+
+def _check_beta(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+def make_betas(schedule: str, steps: int, beta_1: float | None = None,
+               beta_T: float | None = None, log_snr_1: float | None = None,
+               log_snr_T: float | None = None) -> torch.Tensor:
+    r"""The noise schedule :math:`\beta_1..\beta_T` (float64, shape ``(T,)``).
+
+    * ``linear``: :math:`\beta_t` evenly from ``beta_1`` to ``beta_T`` (Ho et al., 2020:
+      1e-4 to 0.02 for T = 1000; the defaults scale both by 1000/T, capped at 0.999, so a
+      short chain covers the same total noise);
+    * ``constant``: :math:`\beta_t = ` ``beta_1`` for every t (the book's Example 4.1);
+    * ``cosine``: :math:`\bar\alpha_t = f(t)/f(0)`, :math:`f(t) = \cos^2\big(\frac{t/T + s}{1+s}
+      \frac\pi2\big)`, s = 0.008, each :math:`\beta_t` capped at 0.999 (Nichol & Dhariwal, 2021);
+    * ``log-snr``: the log signal-to-noise ratio :math:`\lambda_t = \ln\frac{\bar\alpha_t}
+      {1-\bar\alpha_t}` falls linearly from ``log_snr_1`` (default 10) to ``log_snr_T``
+      (default -10), so :math:`\bar\alpha_t = \mathrm{sigmoid}(\lambda_t)`.
+    """
+    T = check_int(steps, "steps", minimum=1)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
+    t = torch.arange(1, T + 1, dtype=torch.float64)
+    if schedule in ("linear", "constant"):
+        b1 = _check_beta(min(1e-4 * 1000 / T, 0.999) if beta_1 is None else beta_1, "beta_1")
+        if schedule == "constant":
+            if beta_T is not None:
+                raise ValueError("beta_T does not apply to the constant schedule (use beta_1)")
+            return torch.full((T,), b1, dtype=torch.float64)
+        bT = _check_beta(min(0.02 * 1000 / T, 0.999) if beta_T is None else beta_T, "beta_T")
+        return torch.linspace(b1, bT, T, dtype=torch.float64) if T > 1 else \
+            torch.tensor([bT], dtype=torch.float64)
+    if schedule == "cosine":
+        s = 0.008
+        f = torch.cos((torch.cat([t.new_zeros(1), t]) / T + s) / (1 + s) * math.pi / 2) ** 2
+        alphas_cumprod = f[1:] / f[0]
+    else:
+        hi = 10.0 if log_snr_1 is None else float(log_snr_1)
+        lo = -10.0 if log_snr_T is None else float(log_snr_T)
+        if not hi > lo:
+            raise ValueError(f"log_snr_1 must be > log_snr_T (noise grows along the chain), got "
+                             f"{hi} and {lo}")
+        lam = hi + (lo - hi) * (t - 1) / max(T - 1, 1) if T > 1 else t.new_full((1,), lo)
+        alphas_cumprod = torch.sigmoid(lam)
+    prev = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])
+    return torch.clamp(1.0 - alphas_cumprod / prev, min=1e-8, max=0.999)
+
+
+class DDGM(nn.Module):
+    r"""A diffusion-based deep generative model (see the module docstring).
+
+    Args:
+        betas: the schedule ``(T,)``, each in (0, 1).
+        eps_nets: the noise predictor :math:`\epsilon_\theta`: one module mapping
+            ``[z_t, embedding(t)]`` to ``(B, D)`` (``shared=True``), or a ``nn.ModuleList`` of
+            T modules, the t-th mapping ``z_t`` (the book's DDGM: one network per step).
+        input_dim: D, the pixels per image.
+        num_vals: V, the pixel values.
+        data_decoder: the categorical decoder on ``z_1`` (``data_term='categorical'``) or
+            ``None`` for the discretised Gaussian around :math:`\mu_\theta(z_1, 1)` with
+            :math:`\sigma_1 = \sqrt{\beta_1}`.
+        variance: ``posterior`` (:math:`\sigma_t^2 = \tilde\beta_t`) or ``beta``.
+        objective: ``elbo`` (training minimises an unbiased one-term estimate of -ELBO) or
+            ``simple`` (:math:`\Vert\epsilon - \epsilon_\theta\Vert^2`, Ho et al.'s
+            :math:`L_\mathrm{simple}`).
+        embedding_dim: the size of the step embedding for a shared network.
+    """
+
+    def __init__(self, betas: torch.Tensor, eps_nets: nn.Module, input_dim: int, num_vals: int = 17,
+                 data_decoder: CategoricalDecoder | None = None, variance: str = "posterior",
+                 objective: str = "elbo", embedding_dim: int = 32):
+        super().__init__()
+        betas = torch.as_tensor(betas, dtype=torch.float64)
+        if betas.ndim != 1 or not len(betas):
+            raise ValueError(f"betas must be a non-empty 1-d tensor, got shape {tuple(betas.shape)}")
+        if not ((betas > 0) & (betas < 1)).all():
+            raise ValueError(f"betas must lie in (0, 1); found {betas[(betas <= 0) | (betas >= 1)][0].item()}")
+        for name, value, allowed in (("variance", variance, VARIANCES),
+                                     ("objective", objective, OBJECTIVES)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        self.input_dim = check_int(input_dim, "input_dim", minimum=1)
+        self.num_vals = check_int(num_vals, "num_vals", minimum=2)
+        self.steps = len(betas)
+        self.shared = not isinstance(eps_nets, nn.ModuleList)
+        if not self.shared and len(eps_nets) != self.steps:
+            raise ValueError(f"eps_nets holds {len(eps_nets)} networks for T = {self.steps} steps")
+        self.eps_nets, self.data_decoder = eps_nets, data_decoder
+        self.variance, self.objective, self.embedding_dim = variance, objective, embedding_dim
+        alphas = 1.0 - betas
+        alphas_cumprod = torch.cumprod(alphas, 0)
+        alphas_cumprod_prev = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])
+        posterior_variance = betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)
+        buffers = {  # index t - 1 holds step t; float64 schedule, float32 copies for the nets
+            "betas": betas, "alphas": alphas, "alphas_cumprod": alphas_cumprod,
+            "alphas_cumprod_prev": alphas_cumprod_prev,
+            "sqrt_alphas_cumprod": alphas_cumprod.sqrt(),
+            "sqrt_one_minus_alphas_cumprod": (1.0 - alphas_cumprod).sqrt(),
+            "posterior_variance": posterior_variance,
+            "posterior_mean_coef1": betas * alphas_cumprod_prev.sqrt() / (1.0 - alphas_cumprod),
+            "posterior_mean_coef2": (1.0 - alphas_cumprod_prev) * alphas.sqrt()
+                                    / (1.0 - alphas_cumprod),
+            "eps_coef": betas / (1.0 - alphas_cumprod).sqrt(),
+        }
+        for name, value in buffers.items():
+            self.register_buffer(name, value.float())
+        # sigma_t^2 of p(z_{t-1}|z_t); at t = 1 the posterior variance is 0 (z_0 = x is known
+        # given z_1 and x), and p(x|z_1) is the data term, so index 0 is the data term's beta_1
+        reverse = posterior_variance if variance == "posterior" else betas.clone()
+        reverse[0] = betas[0]
+        self.register_buffer("reverse_log_variance", reverse.log().float())
+
+    # ------------------------------------------------------------------ helpers
+    def rescale(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\tilde x = 2x/(V-1) - 1`: integer pixels to :math:`[-1, 1]`."""
+        return 2.0 * x / (self.num_vals - 1) - 1.0
+
+    def _at(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        """Buffer ``name`` at steps ``t`` (1-based, ``(B,)``), shaped ``(B, 1)`` to broadcast."""
+        return getattr(self, name)[t - 1].unsqueeze(-1)
+
+    def _check_t(self, t, batch: int, device) -> torch.Tensor:
+        t = torch.as_tensor(t, device=device)
+        if t.ndim == 0:
+            t = t.expand(batch)
+        if t.shape != (batch,) or t.dtype.is_floating_point:
+            raise ValueError(f"t must be an integer step or a (B,) integer tensor with B = {batch}")
+        if ((t < 1) | (t > self.steps)).any():
+            raise ValueError(f"t must lie in 1..T = 1..{self.steps}; found {t.min().item()}"
+                             f"..{t.max().item()}")
+        return t.long()
+
+    def validate(self, x: torch.Tensor) -> None:
+        """Raise a clear error unless ``x`` is ``(B, D)`` of integer pixels in ``0..V-1``."""
+        check_pixels(x, self.num_vals, self.input_dim)
+
+    # ------------------------------------------------------------------ forward process
+    def q_sample(self, x: torch.Tensor, t, noise: torch.Tensor | None = None) -> torch.Tensor:
+        r""":math:`z_t = \sqrt{\bar\alpha_t}\,\tilde x + \sqrt{1-\bar\alpha_t}\,\epsilon \sim q(z_t|x)`
+        for integer pixels ``x`` ``(B, D)`` and steps ``t`` (int or ``(B,)``, 1..T)."""
+        self.validate(x)
+        t = self._check_t(t, x.shape[0], x.device)
+        noise = torch.randn_like(x, dtype=torch.float32) if noise is None else noise
+        return (self._at("sqrt_alphas_cumprod", t) * self.rescale(x)
+                + self._at("sqrt_one_minus_alphas_cumprod", t) * noise)
+
+    def q_posterior(self, z_t: torch.Tensor, x: torch.Tensor, t
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Mean and variance of :math:`q(z_{t-1}|z_t, x)` (for t >= 2; at t = 1 the variance is
+        0): ``(B, D)`` and ``(B, 1)``."""
+        t = self._check_t(t, z_t.shape[0], z_t.device)
+        mean = (self._at("posterior_mean_coef1", t) * self.rescale(x)
+                + self._at("posterior_mean_coef2", t) * z_t)
+        return mean, self._at("posterior_variance", t)
+
+    # ------------------------------------------------------------------ reverse process
+    def predict_eps(self, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        r""":math:`\epsilon_\theta(z_t, t)` ``(B, D)``; ``t`` a ``(B,)`` integer tensor in 1..T."""
+        if self.shared:
+            emb = sinusoidal_embedding(t, self.embedding_dim)
+            return self.eps_nets(torch.cat([z_t, emb], dim=-1))
+        out = torch.empty_like(z_t)
+        for step in torch.unique(t).tolist():  # each step's own network on its rows
+            rows = t == step
+            out[rows] = self.eps_nets[step - 1](z_t[rows])
+        return out
+
+    def p_mean_variance(self, z_t: torch.Tensor, t, eps: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Mean :math:`\mu_\theta(z_t, t) = (z_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}
+        \epsilon_\theta)/\sqrt{\alpha_t}` ``(B, D)`` and log-variance ``(B, 1)`` of
+        :math:`p_\theta(z_{t-1}|z_t)` (at t = 1: the discretised Gaussian's mean, a prediction
+        of :math:`\tilde x`, and :math:`\ln\beta_1`)."""
+        t = self._check_t(t, z_t.shape[0], z_t.device)
+        eps = self.predict_eps(z_t, t) if eps is None else eps
+        mean = (z_t - self._at("eps_coef", t) * eps) / self._at("alphas", t).sqrt()
+        return mean, self._at("reverse_log_variance", t)
+
+    def log_px_given_z1(self, x: torch.Tensor, z_1: torch.Tensor) -> torch.Tensor:
+        r"""The data term :math:`\ln p_\theta(x|z_1)` ``(B,)`` in nats of the discrete pixels."""
+        if self.data_decoder is not None:
+            return self.data_decoder.log_prob(x, z_1)
+        one = torch.ones(z_1.shape[0], dtype=torch.long, device=z_1.device)
+        mean, log_var = self.p_mean_variance(z_1, one)
+        return log_discretised_gaussian(x, mean, 0.5 * log_var, self.num_vals)
+
+    # ------------------------------------------------------------------ the bound
+    def kl_T(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`L_T = \mathrm{KL}[q(z_T|x)\Vert\mathcal N(0, I)]` ``(B,)``, closed form."""
+        T = torch.full((x.shape[0],), self.steps, dtype=torch.long, device=x.device)
+        mean = self._at("sqrt_alphas_cumprod", T) * self.rescale(x)
+        log_var = torch.log1p(-self._at("alphas_cumprod", T)).expand_as(mean)
+        return kl_normal_diag(mean, log_var, torch.zeros_like(mean), torch.zeros_like(mean))
+
+    def term(self, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None
+             ) -> dict[str, torch.Tensor]:
+        r"""One term of the bound at steps ``t`` ``(B,)`` with :math:`z_t \sim q(z_t|x)`:
+        ``{"kl": L_{t-1} (0 where t = 1), "rec": ln p(x|z_1) (0 where t > 1),
+        "eps_mse": ||eps - eps_theta||^2}``, each ``(B,)``."""
+        noise = torch.randn(x.shape, device=x.device) if noise is None else noise
+        z_t = self.q_sample(x, t, noise)
+        eps = self.predict_eps(z_t, t)
+        first = t == 1
+        mean_p, log_var_p = self.p_mean_variance(z_t, t, eps)
+        mean_q, var_q = self.q_posterior(z_t, x, t)
+        later = ~first
+        kl = torch.zeros(x.shape[0], device=x.device)
+        if later.any():
+            kl[later] = kl_normal_diag(mean_q[later], var_q[later].log().expand_as(mean_q[later]),
+                                       mean_p[later], log_var_p[later].expand_as(mean_q[later]))
+        rec = torch.zeros_like(kl)
+        if first.any():
+            rec[first] = self.log_px_given_z1(x[first], z_t[first])
+        return {"kl": kl, "rec": rec, "eps_mse": ((noise - eps) ** 2).sum(-1)}
+
+    def loss(self, x: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:
+        r"""Per-example terms ``(B,)``: ``elbo = rec - kl`` with ``kl = kl_T + kl_steps``.
+
+        In eval mode every term is computed (the full bound, one draw of :math:`z_t` per
+        term: the low-noise estimate that early stopping and the test numbers use). In
+        training mode one step :math:`t \sim U\{1..T\}` per example gives the unbiased
+        estimate :math:`L_T + T\cdot(\text{term } t)` (the stochastic layer-wise objective);
+        ``loss`` is that estimate of -ELBO (``objective='elbo'``) or
+        :math:`L_\mathrm{simple} = \Vert\epsilon-\epsilon_\theta(z_t, t)\Vert^2` (``'simple'``;
+        with a categorical data term, its -ln p(x|z_1) at t = 1).
+        """
+        if beta != 1.0:
+            raise ValueError("beta (KL warm-up) does not apply to a diffusion model: its "
+                             "posterior has no parameters to warm up")
+        self.validate(x)
+        kl_T = self.kl_T(x)
+        if not self.training:
+            terms = self.all_terms(x)
+            kl_steps, rec = terms["kl"].sum(-1), terms["rec"]
+            return {"loss": -(rec - kl_T - kl_steps), "elbo": rec - kl_T - kl_steps, "rec": rec,
+                    "kl": kl_T + kl_steps, "kl_T": kl_T, "kl_steps": kl_steps}
+        B, T = x.shape[0], self.steps
+        t = torch.randint(1, T + 1, (B,), device=x.device)
+        one = self.term(x, t)
+        # each of the T terms is drawn with probability 1/T: T x (drawn term) is unbiased
+        kl_steps, rec = T * one["kl"], T * one["rec"]
+        elbo = rec - kl_T - kl_steps
+        if self.objective == "elbo":
+            loss = -elbo
+        else:
+            simple = one["eps_mse"]
+            if self.data_decoder is not None:
+                simple = torch.where(t == 1, -one["rec"], simple)
+            loss = simple
+        return {"loss": loss, "elbo": elbo, "rec": rec, "kl": kl_T + kl_steps, "kl_T": kl_T,
+                "kl_steps": kl_steps}
+
+    @torch.no_grad()
+    def all_terms(self, x: torch.Tensor, chunk: int = 16_384) -> dict[str, torch.Tensor]:
+        r"""Every term at once: ``{"kl": (B, T) with L_{t-1} in column t-1 (column 0 zero),
+        "rec": (B,)}``, one draw of :math:`z_t \sim q(z_t|x)` per term; steps are batched
+        so that about ``chunk`` rows go through the network at once."""
+        B, T = x.shape[0], self.steps
+        kl = torch.zeros(B, T, device=x.device)
+        rec = None
+        per = max(1, chunk // max(B, 1))
+        for start in range(1, T + 1, per):
+            steps = torch.arange(start, min(start + per, T + 1), device=x.device)
+            t = steps.repeat_interleave(B)
+            out = self.term(x.repeat(len(steps), 1), t)
+            kl[:, steps - 1] = out["kl"].view(len(steps), B).T
+            if start == 1:
+                rec = out["rec"][:B]
+        return {"kl": kl, "rec": rec}
+
+    def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        r"""Importance log-weights over all latents, ``(B, k)``:
+        :math:`\ln p_\theta(x, z_{1:T}) - \ln q(z_{1:T}|x)` for ``k`` forward chains
+        :math:`z_{1:T} \sim q(\cdot|x)` (costs k·T network evaluations per example)."""
+        self.validate(x)
+        check_int(k, "k", minimum=1)
+        B, D = x.shape
+        xk = x.repeat(k, 1)
+        z_prev = self.rescale(xk)
+        log_w = torch.zeros(k * B, device=x.device)
+        chain = []
+        for t in range(1, self.steps + 1):  # z_t ~ q(z_t|z_{t-1}), with ln q of each step
+            beta_t = self.betas[t - 1]
+            z_t = (1 - beta_t).sqrt() * z_prev + beta_t.sqrt() * torch.randn_like(z_prev)
+            log_w -= log_normal_diag(z_t, (1 - beta_t).sqrt() * z_prev, beta_t.log())
+            chain.append(z_t)
+            z_prev = z_t
+        log_w += -0.5 * (math.log(2 * math.pi) + chain[-1] ** 2).sum(-1)  # ln p(z_T)
+        for t in range(2, self.steps + 1):
+            steps = torch.full((k * B,), t, dtype=torch.long, device=x.device)
+            mean, log_var = self.p_mean_variance(chain[t - 1], steps)
+            log_w += log_normal_diag(chain[t - 2], mean, log_var.expand_as(mean))
+        log_w += self.log_px_given_z1(xk, chain[0])
+        return log_w.view(k, B).T
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def sample(self, n: int, mean: bool = False, trajectory: bool = False):
+        r"""``n`` images: :math:`z_T \sim \mathcal N(0, I)`, then :math:`z_{t-1} \sim
+        p_\theta(z_{t-1}|z_t)` down to :math:`z_1`, then :math:`x \sim p_\theta(x|z_1)` (or
+        its mean). Pixel values ``(n, D)`` in ``0..V-1``; with ``trajectory=True`` also the
+        list :math:`[z_T, \dots, z_1]` of ``(n, D)`` tensors."""
+        check_int(n, "n", minimum=1)
+        device = self.betas.device
+        D = self.input_dim
+        z = torch.randn(n, D, device=device)
+        path = [z]
+        for t in range(self.steps, 1, -1):
+            steps = torch.full((n,), t, dtype=torch.long, device=device)
+            mu, log_var = self.p_mean_variance(z, steps)
+            z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
+            path.append(z)
+        x = self._data_sample(z, mean)
+        return (x, path) if trajectory else x
+
+    def _data_sample(self, z_1: torch.Tensor, mean: bool) -> torch.Tensor:
+        if self.data_decoder is not None:
+            return self.data_decoder.mean(z_1) if mean else self.data_decoder.sample(z_1)
+        # the discretised Gaussian: its probabilities over the V values, per pixel
+        values = torch.arange(self.num_vals, device=z_1.device, dtype=z_1.dtype)
+        one = torch.ones(z_1.shape[0], dtype=torch.long, device=z_1.device)
+        mu, log_var = self.p_mean_variance(z_1, one)
+        grid = values.view(-1, 1, 1).expand(-1, *mu.shape)
+        log_p = torch.stack([log_discretised_gaussian(g.unsqueeze(-1), mu.unsqueeze(-1),
+                                                      0.5 * log_var.unsqueeze(-1), self.num_vals)
+                             for g in grid], dim=-1)  # (n, D, V)
+        probs = torch.softmax(log_p, dim=-1)
+        if mean:
+            return probs @ values
+        return torch.multinomial(probs.reshape(-1, self.num_vals), 1).view(mu.shape).float()
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, mean: bool = True, t: int = 1) -> torch.Tensor:
+        """Noise ``x`` to step ``t`` with q, then run the reverse chain back to an image."""
+        z = self.q_sample(x, t)
+        for s in range(t, 1, -1):
+            steps = torch.full((x.shape[0],), s, dtype=torch.long, device=x.device)
+            mu, log_var = self.p_mean_variance(z, steps)
+            z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
+        return self._data_sample(z, mean)
+
+    def log_snr(self) -> torch.Tensor:
+        r""":math:`\lambda_t = \ln\frac{\bar\alpha_t}{1-\bar\alpha_t}`, ``(T,)``: where the
+        schedule starts (:math:`\lambda_1`) and ends (:math:`\lambda_T`)."""
+        a = self.alphas_cumprod.double()
+        return (a.log() - torch.log1p(-a)).float()
+
+
+# ------------------------------------------------------------------------- config
+@dataclass
+class DiffusionConfig:
+    r"""Hyperparameters of :func:`build_ddgm` (CLI: ``--model ddgm --steps T --schedule ...
+    --objective elbo|simple``).
+
+    ``steps`` T; ``schedule`` one of :data:`SCHEDULES` with ``beta_1``/``beta_T`` (linear,
+    constant) or ``log_snr_1``/``log_snr_T`` (log-snr), ``None`` for the defaults of
+    :func:`make_betas`; ``hidden`` the noise predictor's layers; ``shared``: one network
+    with a step embedding of ``embedding_dim`` (DDPM) or one network per step (the book's
+    DDGM); ``data_term`` one of :data:`DATA_TERMS`; ``variance`` one of :data:`VARIANCES`;
+    ``objective`` one of :data:`OBJECTIVES`. ``likelihood`` must be ``categorical``: the
+    diffusion runs on rescaled integer pixels.
+    """
+
+    input_dim: int = 64
+    num_vals: int = 17
+    likelihood: str = "categorical"
+    steps: int = 100
+    schedule: str = "linear"
+    beta_1: float | None = None
+    beta_T: float | None = None
+    log_snr_1: float | None = None
+    log_snr_T: float | None = None
+    hidden: tuple[int, ...] = (256, 256)
+    shared: bool = True
+    embedding_dim: int = 32
+    data_term: str = "discretised-gaussian"
+    variance: str = "posterior"
+    objective: str = "elbo"
+
+    def __post_init__(self):
+        check_int(self.input_dim, "input_dim", minimum=1)
+        check_int(self.steps, "steps", minimum=1)
+        check_int(self.embedding_dim, "embedding_dim", minimum=2)
+        if self.embedding_dim % 2:
+            raise ValueError(f"embedding_dim must be even, got {self.embedding_dim}")
+        if self.likelihood != "categorical":
+            raise ValueError(f"likelihood must be 'categorical' (integer pixels 0..num_vals-1) for "
+                             f"a diffusion model; got {self.likelihood!r}")
+        check_int(self.num_vals, "num_vals", minimum=2)
+        if isinstance(self.hidden, int) or not hasattr(self.hidden, "__iter__"):
+            raise TypeError(f"hidden must be a sequence of layer sizes, got {self.hidden!r}")
+        self.hidden = tuple(check_int(h, "hidden", minimum=1) for h in self.hidden)
+        for name, value, allowed in (("data_term", self.data_term, DATA_TERMS),
+                                     ("variance", self.variance, VARIANCES),
+                                     ("objective", self.objective, OBJECTIVES)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        self.betas()  # checks the schedule and its options now, not at build time
+
+    def betas(self) -> torch.Tensor:
+        """The schedule these fields describe (:func:`make_betas`)."""
+        return make_betas(self.schedule, self.steps, self.beta_1, self.beta_T,
+                          self.log_snr_1, self.log_snr_T)
+
+    needs_data = False
+
+
+def build_ddgm(config: DiffusionConfig, data: torch.Tensor | None = None) -> DDGM:
+    """The diffusion model of ``config``: MLP noise predictors (LeakyReLU), shared with a
+    sinusoidal step embedding or one per step; the data term's decoder an MLP on z_1."""
+    c = config
+    if data is not None:
+        raise ValueError("data is not used by a diffusion model (it has no data-initialised part)")
+    D = c.input_dim
+    if c.shared:
+        eps_nets = mlp(D + c.embedding_dim, c.hidden, D)
+    else:
+        eps_nets = nn.ModuleList(mlp(D, c.hidden, D) for _ in range(c.steps))
+    decoder = (CategoricalDecoder(mlp(D, c.hidden, D * c.num_vals), D, c.num_vals)
+               if c.data_term == "categorical" else None)
+    return DDGM(c.betas(), eps_nets, D, c.num_vals, decoder, c.variance, c.objective,
+                c.embedding_dim)

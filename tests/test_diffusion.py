@@ -1,0 +1,208 @@
+"""Diffusion models: the closed forms against the chain and Bayes' rule, a likelihood that
+sums to one, the bound's two forms agree, every reverse network trains, clear errors."""
+import math
+
+import pytest
+import torch
+
+from intro_dgm.distributions import log_discretised_gaussian, log_normal_diag
+from intro_dgm.evaluation import elbo, iwae_log_likelihood
+from intro_dgm.models import MODELS, DiffusionConfig, build_model
+from intro_dgm.models.diffusion import DDGM, make_betas
+from intro_dgm.nets import sinusoidal_embedding
+
+from helpers import randomise
+
+TINY = dict(input_dim=4, num_vals=5, steps=3, schedule="constant", beta_1=0.3, hidden=(16,),
+            embedding_dim=8)
+VARIANTS = {
+    "shared, discretised Gaussian": {},
+    "one net per step (book's DDGM)": {"shared": False},
+    "categorical data term": {"data_term": "categorical"},
+    "variance beta": {"variance": "beta"},
+}
+
+
+def _model(fields=None, seed=0, **extra):
+    torch.manual_seed(seed)
+    return randomise(build_model("ddgm", {**TINY, **(fields or {}), **extra}), std=0.3)
+
+
+def _pixels(n, num_vals=5, dim=4, seed=1):
+    return torch.randint(0, num_vals, (n, dim), generator=torch.Generator().manual_seed(seed)).float()
+
+
+def test_q_sample_moments_match_the_sequential_chain():
+    """q(z_t|x) in closed form against running q(z_s|z_{s-1}) t times."""
+    model = _model(steps=4, schedule="linear", beta_1=0.05, beta_T=0.4)
+    x = _pixels(1).expand(200_000, -1)
+    torch.manual_seed(0)
+    z = model.rescale(x)
+    for t in range(1, 5):
+        beta = model.betas[t - 1]
+        z = (1 - beta).sqrt() * z + beta.sqrt() * torch.randn_like(z)
+        closed = model.q_sample(x, t)
+        assert torch.allclose(z.mean(0), closed.mean(0), atol=0.01)
+        assert torch.allclose(z.var(0), closed.var(0), rtol=0.02)
+        assert torch.allclose(closed.var(0), 1 - model.alphas_cumprod[t - 1].expand(4), rtol=0.02)
+
+
+def test_q_posterior_is_bayes_rule():
+    """q(z_{t-1}|z_t,x) ∝ q(z_t|z_{t-1}) q(z_{t-1}|x), normalised on a grid (one pixel)."""
+    model = _model(input_dim=1, steps=3, schedule="linear", beta_1=0.1, beta_T=0.5)
+    x = torch.tensor([[3.0]])
+    grid = torch.linspace(-6, 6, 20001, dtype=torch.float64)[:, None]
+    for t in (2, 3):
+        z_t = torch.tensor([[0.4]])
+        a_bar_prev = model.alphas_cumprod[t - 2].double()
+        beta = model.betas[t - 1].double()
+        log_joint = (log_normal_diag(z_t.double(), (1 - beta).sqrt() * grid, beta.log())
+                     + log_normal_diag(grid, a_bar_prev.sqrt() * model.rescale(x).double(),
+                                       torch.log1p(-a_bar_prev)))
+        w = torch.softmax(log_joint, 0)
+        mean, var = model.q_posterior(z_t, x, t)
+        bayes_mean = (w * grid.squeeze()).sum()
+        bayes_var = (w * (grid.squeeze() - bayes_mean) ** 2).sum()
+        assert abs(mean.item() - bayes_mean.item()) < 1e-4
+        assert abs(var.item() - bayes_var.item()) < 1e-4
+
+
+def test_discretised_gaussian_sums_to_one_over_the_values():
+    values = torch.arange(17.0)[:, None]
+    for mean, log_scale in ((0.3, -1.0), (-0.99, -6.0), (4.0, -3.0), (0.0625, -9.0), (0.0, 3.0)):
+        lp = log_discretised_gaussian(values, torch.full((17, 1), mean), torch.tensor(log_scale), 17)
+        assert torch.isfinite(lp).all()
+        assert abs(torch.logsumexp(lp, 0).item()) < 1e-5
+    # a mean exactly on the edge between two values gives each half of the mass
+    lp = log_discretised_gaussian(values, torch.full((17, 1), 0.0625), torch.tensor(-12.0), 17)
+    assert torch.allclose(lp[8:10].exp(), torch.tensor([0.5, 0.5]), atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_terms_add_up_and_every_network_trains(variant):
+    model = _model(VARIANTS[variant])
+    x = _pixels(16)
+    model.train()
+    out = model.loss(x)
+    assert torch.allclose(out["elbo"], out["rec"] - out["kl"])
+    assert torch.allclose(out["kl"], out["kl_T"] + out["kl_steps"])
+    out["loss"].mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    # a single batch may not draw every step: draw until each network has had its turn
+    for _ in range(20):
+        if not missing:
+            break
+        model.zero_grad()
+        model.loss(x.repeat(8, 1))["loss"].mean().backward()
+        missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert not missing
+    model.eval()
+    full = model.loss(x)
+    terms = model.all_terms(x)
+    assert (terms["kl"][:, 1:] >= 0).all() and (terms["kl"][:, 0] == 0).all()
+    assert (full["kl_T"] >= 0).all()
+    assert torch.allclose(full["loss"], -full["elbo"])
+
+
+def test_the_kl_form_agrees_with_the_plain_elbo():
+    """(4.92), every KL in closed form, and (4.91), ln p(x, z_{1:T}) - ln q(z_{1:T}|x) at
+    sampled chains, estimate the same number."""
+    model = _model(steps=4).eval()
+    x = _pixels(3)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        kl_form = torch.stack([model.loss(x)["elbo"] for _ in range(1000)])
+        plain = model.log_weights(x, 20_000)
+    se = (kl_form.var(0) / 1000 + plain.var(1) / 20_000).sqrt()
+    assert ((kl_form.mean(0) - plain.mean(1)).abs() < 4 * se).all()
+    assert (kl_form.var(0) < plain.var(1)).all()  # closed forms remove noise
+
+
+def test_training_estimate_is_unbiased():
+    model = _model(steps=3)
+    x = _pixels(2)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model.eval()
+        full = model.loss(x.repeat(3000, 1))["elbo"].view(3000, -1).mean(0)
+        model.train()
+        one_term = torch.cat([model.loss(x.repeat(500, 1))["elbo"].view(500, -1) for _ in range(40)])
+    se = one_term.std(0) / math.sqrt(len(one_term))
+    assert ((one_term.mean(0) - full).abs() < 4 * se + 0.05).all()
+
+
+def test_iw_bound_is_above_the_elbo_and_grows_with_k():
+    model = _model(steps=3)
+    x = _pixels(20)
+    torch.manual_seed(0)
+    e = torch.stack([elbo(model, x) for _ in range(200)]).mean().item()
+    one = iwae_log_likelihood(model, x.repeat(200, 1), k=1)  # k = 1 is a plain ELBO draw
+    assert abs(one.mean().item() - e) < 4 * one.std().item() / math.sqrt(len(one))
+    bounds = []
+    for k in (1, 10, 100):
+        torch.manual_seed(0)
+        bounds.append(iwae_log_likelihood(model, x, k=k).mean().item())
+    assert e < bounds[1] < bounds[2]
+
+
+def test_samples_and_trajectory_shapes():
+    model = _model(steps=3)
+    x, path = model.sample(5, trajectory=True)
+    assert x.shape == (5, 4) and len(path) == 3 and all(z.shape == (5, 4) for z in path)
+    assert ((x >= 0) & (x <= 4) & (x == x.round())).all()
+    mean = model.sample(5, mean=True)
+    assert ((mean >= 0) & (mean <= 4)).all()
+
+
+def test_schedules():
+    for schedule in ("linear", "cosine", "log-snr"):
+        betas = make_betas(schedule, 50)
+        assert ((betas > 0) & (betas < 1)).all() and betas.shape == (50,)
+    model = build_model("ddgm", {**TINY, "schedule": "log-snr", "log_snr_1": 6.0,
+                                 "log_snr_T": -8.0, "steps": 8})
+    snr = model.log_snr()
+    assert abs(snr[0].item() - 6.0) < 1e-4 and abs(snr[-1].item() + 8.0) < 1e-3
+    assert (snr[1:] < snr[:-1]).all()
+    assert torch.allclose(make_betas("constant", 4, beta_1=0.2), torch.full((4,), 0.2,
+                                                                            dtype=torch.float64))
+
+
+def test_step_embedding():
+    e = sinusoidal_embedding(torch.tensor([0, 1, 500]), 8)
+    assert e.shape == (3, 8)
+    assert torch.allclose(e[0], torch.tensor([0.0] * 4 + [1.0] * 4))
+    assert not torch.allclose(e[1], e[2])
+    with pytest.raises(ValueError, match="dim must be an even integer"):
+        sinusoidal_embedding(torch.tensor([1]), 7)
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"steps": 0}, "steps must be an integer >= 1"),
+    ({"schedule": "linear", "beta_1": 1.5}, r"beta_1 must be a number in \(0, 1\)"),
+    ({"schedule": "linear", "beta_T": 0.0}, r"beta_T must be a number in \(0, 1\)"),
+    ({"schedule": "constant", "beta_T": 0.1}, "beta_T does not apply to the constant"),
+    ({"schedule": "log-snr", "log_snr_1": -1.0, "log_snr_T": 2.0}, "log_snr_1 must be > log_snr_T"),
+    ({"schedule": "quadratic"}, "schedule must be one of linear, constant, cosine, log-snr"),
+    ({"objective": "mse"}, "objective must be one of elbo, simple"),
+    ({"data_term": "gaussian"}, "data_term must be one of discretised-gaussian, categorical"),
+    ({"likelihood": "bernoulli"}, "likelihood must be 'categorical'"),
+])
+def test_bad_config_is_named(fields, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        DiffusionConfig(**{**TINY, **fields})
+
+
+def test_bad_input_is_named():
+    model = _model()
+    with pytest.raises(ValueError, match=r"x must hold integer pixel values in 0..4"):
+        model.loss(torch.full((2, 4), 5.0))
+    with pytest.raises(ValueError, match=r"t must lie in 1..T = 1..3"):
+        model.q_sample(_pixels(2), 4)
+    with pytest.raises(ValueError, match="beta .KL warm-up. does not apply"):
+        model.loss(_pixels(2), beta=0.5)
+    with pytest.raises(ValueError, match=r"betas must lie in \(0, 1\)"):
+        DDGM(torch.tensor([0.1, 1.0]), torch.nn.Linear(12, 4), input_dim=4, num_vals=5,
+             embedding_dim=8)
+    with pytest.raises(ValueError, match="eps_nets holds 2 networks for T = 3"):
+        DDGM(torch.full((3,), 0.1), torch.nn.ModuleList([torch.nn.Linear(4, 4)] * 2), 4, 5)
+    assert "ddgm" in MODELS
