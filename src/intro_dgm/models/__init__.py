@@ -8,6 +8,7 @@ compare it with the VAE by hand, where the comparison is meaningful.
 from .ppca import PPCA
 from ..encoders import GaussianEncoder
 from .diffusion import DDGM, DiffusionConfig, build_ddgm
+from .flow_model import FlowModelConfig, RealNVPModel, build_realnvp
 from .hierarchical import (TopDownConfig, TopDownVAE, TwoLevelConfig, TwoLevelVAE,
                            build_top_down, build_two_level)
 from .vae import VAE, VAEConfig, build_vae
@@ -16,7 +17,8 @@ from .vae import VAE, VAEConfig, build_vae
 #: the run protocol and the checkpoints. ``builder(config, data=None)`` builds the model;
 #: ``data`` is the training set, passed only when the config's ``needs_data`` is true.
 MODELS = {"vae": (VAEConfig, build_vae), "two-level": (TwoLevelConfig, build_two_level),
-          "top-down": (TopDownConfig, build_top_down), "ddgm": (DiffusionConfig, build_ddgm)}
+          "top-down": (TopDownConfig, build_top_down), "ddgm": (DiffusionConfig, build_ddgm),
+          "realnvp": (FlowModelConfig, build_realnvp)}
 
 
 def config_from_dict(name: str, fields: dict):
@@ -55,4 +57,5 @@ def build_model(name: str, config, data=None):
 __all__ = ["PPCA", "VAE", "VAEConfig", "build_vae", "GaussianEncoder", "MODELS",
            "TwoLevelVAE", "TwoLevelConfig", "build_two_level", "TopDownVAE", "TopDownConfig",
            "build_top_down", "DDGM", "DiffusionConfig", "build_ddgm",
+           "RealNVPModel", "FlowModelConfig", "build_realnvp",
            "build_model", "config_from_dict", "model_entry"]
