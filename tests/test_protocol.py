@@ -166,3 +166,24 @@ def test_summarise_and_markdown_table():
     assert summarise(rows, ["model_config.hidden"], ["test_nll_iw"])[0]["model_config.hidden"] == "[256, 256]"
     with pytest.raises(ValueError, match="unknown key 'model_config.width'"):
         summarise(rows, ["model_config.width"])
+
+
+@pytest.mark.parametrize("name, config", [("ddgm", {"steps": 3, "hidden": [8]}),
+                                          ("realnvp", {"couplings": 2, "coupling_hidden": 8})])
+def test_models_without_an_encoder_run_the_same_protocol(digits, name, config):
+    spec = RunSpec(model=name, model_config=config, train=TrainConfig(max_epochs=2), k=3,
+                   threads=1, extras=("reconstruction", "sampling_seconds"))
+    m = run(spec, digits).metrics
+    assert set(METRIC_KEYS) - set(protocol.ENCODER_KEYS) <= set(m)
+    assert "active_units" not in m  # no learned encoder, nothing to count
+    assert m["sampling_seconds"] > 0 and math.isfinite(m["test_nll_iw"])
+    if name == "realnvp":  # invertible: forward and back is the identity on the pixels
+        assert m["reconstruction_mse"] == 0.0 and m["test_kl"] == 0.0
+    else:  # z_T keeps almost nothing of x: the error is far above a VAE's
+        assert m["reconstruction_mse"] > 10.0
+
+
+def test_reconstruction_of_a_vae_is_measured(digits):
+    spec = RunSpec(**TINY, extras=("reconstruction",))
+    m = run(spec, digits).metrics
+    assert 0.0 < m["reconstruction_mse"] < ((digits.test - digits.test.mean(0)) ** 2).mean() * 3

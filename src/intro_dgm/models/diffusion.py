@@ -382,8 +382,11 @@ class DDGM(nn.Module):
         return torch.multinomial(probs.reshape(-1, self.num_vals), 1).view(mu.shape).float()
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, mean: bool = True, t: int = 1) -> torch.Tensor:
-        """Noise ``x`` to step ``t`` with q, then run the reverse chain back to an image."""
+    def reconstruct(self, x: torch.Tensor, mean: bool = True, t: int | None = None
+                    ) -> torch.Tensor:
+        """Noise ``x`` to step ``t`` with q (default T: the model's code :math:`z_T`), then
+        run the reverse chain back to an image (its mean with ``mean=True``)."""
+        t = self.steps if t is None else t
         z = self.q_sample(x, t)
         for s in range(t, 1, -1):
             steps = torch.full((x.shape[0],), s, dtype=torch.long, device=x.device)
