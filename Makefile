@@ -12,7 +12,7 @@ TIMEOUT ?= 900
 # A kernel profile that silences ipykernel 7's "running over TCP" warning on stderr.
 export IPYTHONDIR := $(CURDIR)/.ipython
 
-.PHONY: book test install chromium clean benchmark compare-priors compare-posteriors compare-hierarchical
+.PHONY: book test install chromium clean benchmark compare-priors compare-posteriors compare-hierarchical compare-diffusion
 
 install: $(STAMP)
 
@@ -64,6 +64,10 @@ compare-posteriors: $(STAMP)
 # The hierarchical comparison page reads benchmarks/hierarchical_results.jsonl (resumable).
 compare-hierarchical: $(STAMP)
 	$(PY) benchmarks/compare_hierarchical.py
+
+# The diffusion pages read benchmarks/diffusion_results.jsonl (resumable, one job; about an hour).
+compare-diffusion: $(STAMP)
+	$(PY) benchmarks/compare_diffusion.py
 
 clean:
 	rm -rf _build

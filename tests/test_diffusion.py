@@ -185,7 +185,9 @@ def test_step_embedding():
     ({"schedule": "quadratic"}, "schedule must be one of linear, constant, cosine, log-snr"),
     ({"objective": "mse"}, "objective must be one of elbo, simple"),
     ({"data_term": "gaussian"}, "data_term must be one of discretised-gaussian, categorical"),
-    ({"likelihood": "bernoulli"}, "likelihood must be 'categorical'"),
+    ({"likelihood": "poisson"}, "likelihood must be 'categorical' .integer pixels"),
+    ({"likelihood": "bernoulli"}, "a bernoulli decoder models binary pixels: num_vals must be 2"),
+    ({"likelihood": "gaussian", "data_term": "categorical"}, "data_term 'categorical' needs integer"),
 ])
 def test_bad_config_is_named(fields, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -206,3 +208,24 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="eps_nets holds 2 networks for T = 3"):
         DDGM(torch.full((3,), 0.1), torch.nn.ModuleList([torch.nn.Linear(4, 4)] * 2), 4, 5)
     assert "ddgm" in MODELS
+
+
+def test_real_valued_data_and_binary_pixels():
+    """The 2-D toys: z_0 = x and a Gaussian data term; binary pixels: two values."""
+    torch.manual_seed(0)
+    model = build_model("ddgm", {"input_dim": 2, "likelihood": "gaussian", "steps": 4,
+                                 "hidden": [16], "embedding_dim": 8}).eval()
+    x = torch.randn(50, 2) * 3
+    assert torch.equal(model.rescale(x), x)
+    with torch.no_grad():
+        out = model.loss(x)
+        z_1 = model.q_sample(x, 1)
+        mean, _ = model.p_mean_variance(z_1, 1)
+        data_term = model.log_px_given_z1(x, z_1)
+    assert torch.isfinite(out["elbo"]).all()
+    assert torch.allclose(data_term, log_normal_diag(x, mean, model.betas[0].log()))
+    assert model.sample(7).shape == (7, 2)
+    with pytest.raises(ValueError, match="x contains NaN or infinite values"):
+        model.loss(torch.tensor([[0.0, float("nan")]]))
+    binary = build_model("ddgm", {**TINY, "likelihood": "bernoulli", "num_vals": 2})
+    assert set(binary.sample(20).unique().tolist()) <= {0.0, 1.0}

@@ -80,6 +80,8 @@ MINIMUMS = {  # page -> (minimum number of figures made by its code, minimum ren
     "notebooks/06d_hyperspherical_vae.html": (3, 20),
     "notebooks/06e_posterior_comparison.html": (1, 5),
     "notebooks/07a_hierarchical_vaes.html": (3, 20),
+    "notebooks/07b_hierarchical_comparison.html": (2, 3),
+    "notebooks/08a_diffusion_models.html": (4, 20),
 }
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run", "--disable-sync",

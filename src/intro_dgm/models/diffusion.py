@@ -33,10 +33,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..decoders import CategoricalDecoder, check_pixels
+from ..decoders import CategoricalDecoder, check_likelihood, check_pixels
 from ..distributions import kl_normal_diag, log_discretised_gaussian, log_normal_diag
 from ..nets import mlp, sinusoidal_embedding
-from ..utils import check_int
+from ..utils import check_int, check_tensor
 
 #: noise schedules by name (see :func:`make_betas`)
 SCHEDULES = ("linear", "constant", "cosine", "log-snr")
@@ -107,7 +107,9 @@ class DDGM(nn.Module):
             ``[z_t, embedding(t)]`` to ``(B, D)`` (``shared=True``), or a ``nn.ModuleList`` of
             T modules, the t-th mapping ``z_t`` (the book's DDGM: one network per step).
         input_dim: D, the pixels per image.
-        num_vals: V, the pixel values.
+        num_vals: V, the pixel values; ``None`` for real-valued data (the 2-D toys): then
+            :math:`z_0 = x` and the data term is :math:`\mathcal N(x; \mu_\theta(z_1, 1),
+            \beta_1 I)`, a density, not a probability.
         data_decoder: the categorical decoder on ``z_1`` (``data_term='categorical'``) or
             ``None`` for the discretised Gaussian around :math:`\mu_\theta(z_1, 1)` with
             :math:`\sigma_1 = \sqrt{\beta_1}`.
@@ -118,7 +120,8 @@ class DDGM(nn.Module):
         embedding_dim: the size of the step embedding for a shared network.
     """
 
-    def __init__(self, betas: torch.Tensor, eps_nets: nn.Module, input_dim: int, num_vals: int = 17,
+    def __init__(self, betas: torch.Tensor, eps_nets: nn.Module, input_dim: int,
+                 num_vals: int | None = 17,
                  data_decoder: CategoricalDecoder | None = None, variance: str = "posterior",
                  objective: str = "elbo", embedding_dim: int = 32):
         super().__init__()
@@ -132,7 +135,10 @@ class DDGM(nn.Module):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
         self.input_dim = check_int(input_dim, "input_dim", minimum=1)
-        self.num_vals = check_int(num_vals, "num_vals", minimum=2)
+        self.num_vals = None if num_vals is None else check_int(num_vals, "num_vals", minimum=2)
+        if self.num_vals is None and data_decoder is not None:
+            raise ValueError("a categorical data term needs discrete data (num_vals); real-valued "
+                             "data take the Gaussian data term")
         self.steps = len(betas)
         self.shared = not isinstance(eps_nets, nn.ModuleList)
         if not self.shared and len(eps_nets) != self.steps:
@@ -164,8 +170,9 @@ class DDGM(nn.Module):
 
     # ------------------------------------------------------------------ helpers
     def rescale(self, x: torch.Tensor) -> torch.Tensor:
-        r""":math:`\tilde x = 2x/(V-1) - 1`: integer pixels to :math:`[-1, 1]`."""
-        return 2.0 * x / (self.num_vals - 1) - 1.0
+        r""":math:`\tilde x = 2x/(V-1) - 1`: integer pixels to :math:`[-1, 1]` (real-valued
+        data as they are)."""
+        return x if self.num_vals is None else 2.0 * x / (self.num_vals - 1) - 1.0
 
     def _at(self, name: str, t: torch.Tensor) -> torch.Tensor:
         """Buffer ``name`` at steps ``t`` (1-based, ``(B,)``), shaped ``(B, 1)`` to broadcast."""
@@ -183,8 +190,12 @@ class DDGM(nn.Module):
         return t.long()
 
     def validate(self, x: torch.Tensor) -> None:
-        """Raise a clear error unless ``x`` is ``(B, D)`` of integer pixels in ``0..V-1``."""
-        check_pixels(x, self.num_vals, self.input_dim)
+        """Raise a clear error unless ``x`` is ``(B, D)`` of integer pixels in ``0..V-1`` (of
+        finite numbers, for real-valued data)."""
+        if self.num_vals is None:
+            check_tensor(x, "x", ndim=2, last_dim=self.input_dim)
+        else:
+            check_pixels(x, self.num_vals, self.input_dim)
 
     # ------------------------------------------------------------------ forward process
     def q_sample(self, x: torch.Tensor, t, noise: torch.Tensor | None = None) -> torch.Tensor:
@@ -234,6 +245,8 @@ class DDGM(nn.Module):
             return self.data_decoder.log_prob(x, z_1)
         one = torch.ones(z_1.shape[0], dtype=torch.long, device=z_1.device)
         mean, log_var = self.p_mean_variance(z_1, one)
+        if self.num_vals is None:
+            return log_normal_diag(x, mean, log_var.expand_as(mean))
         return log_discretised_gaussian(x, mean, 0.5 * log_var, self.num_vals)
 
     # ------------------------------------------------------------------ the bound
@@ -368,9 +381,12 @@ class DDGM(nn.Module):
     def _data_sample(self, z_1: torch.Tensor, mean: bool) -> torch.Tensor:
         if self.data_decoder is not None:
             return self.data_decoder.mean(z_1) if mean else self.data_decoder.sample(z_1)
+        one = torch.ones(z_1.shape[0], dtype=torch.long, device=z_1.device)
+        if self.num_vals is None:
+            mu, log_var = self.p_mean_variance(z_1, one)
+            return mu if mean else mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
         # the discretised Gaussian: its probabilities over the V values, per pixel
         values = torch.arange(self.num_vals, device=z_1.device, dtype=z_1.dtype)
-        one = torch.ones(z_1.shape[0], dtype=torch.long, device=z_1.device)
         mu, log_var = self.p_mean_variance(z_1, one)
         grid = values.view(-1, 1, 1).expand(-1, *mu.shape)
         log_p = torch.stack([log_discretised_gaussian(g.unsqueeze(-1), mu.unsqueeze(-1),
@@ -412,8 +428,9 @@ class DiffusionConfig:
     :func:`make_betas`; ``hidden`` the noise predictor's layers; ``shared``: one network
     with a step embedding of ``embedding_dim`` (DDPM) or one network per step (the book's
     DDGM); ``data_term`` one of :data:`DATA_TERMS`; ``variance`` one of :data:`VARIANCES`;
-    ``objective`` one of :data:`OBJECTIVES`. ``likelihood`` must be ``categorical``: the
-    diffusion runs on rescaled integer pixels.
+    ``objective`` one of :data:`OBJECTIVES`. ``likelihood``: ``categorical`` or
+    ``bernoulli`` (the diffusion runs on rescaled integer pixels), or ``gaussian`` for
+    real-valued data (the 2-D toys), where the data term is a Gaussian density.
     """
 
     input_dim: int = 64
@@ -438,10 +455,15 @@ class DiffusionConfig:
         check_int(self.embedding_dim, "embedding_dim", minimum=2)
         if self.embedding_dim % 2:
             raise ValueError(f"embedding_dim must be even, got {self.embedding_dim}")
-        if self.likelihood != "categorical":
-            raise ValueError(f"likelihood must be 'categorical' (integer pixels 0..num_vals-1) for "
-                             f"a diffusion model; got {self.likelihood!r}")
-        check_int(self.num_vals, "num_vals", minimum=2)
+        if self.likelihood not in ("categorical", "bernoulli", "gaussian"):
+            raise ValueError(f"likelihood must be 'categorical' (integer pixels 0..num_vals-1), "
+                             f"'bernoulli' (binary pixels) or 'gaussian' (real-valued data) for a "
+                             f"diffusion model; got {self.likelihood!r}")
+        if self.likelihood != "gaussian":  # binary pixels are 2-valued pixels here
+            check_likelihood(self.likelihood, self.num_vals)
+        elif self.data_term == "categorical":
+            raise ValueError("data_term 'categorical' needs integer pixels; real-valued data "
+                             "(likelihood='gaussian') take the Gaussian data term")
         if isinstance(self.hidden, int) or not hasattr(self.hidden, "__iter__"):
             raise TypeError(f"hidden must be a sequence of layer sizes, got {self.hidden!r}")
         self.hidden = tuple(check_int(h, "hidden", minimum=1) for h in self.hidden)
@@ -473,5 +495,6 @@ def build_ddgm(config: DiffusionConfig, data: torch.Tensor | None = None) -> DDG
         eps_nets = nn.ModuleList(mlp(D, c.hidden, D) for _ in range(c.steps))
     decoder = (CategoricalDecoder(mlp(D, c.hidden, D * c.num_vals), D, c.num_vals)
                if c.data_term == "categorical" else None)
-    return DDGM(c.betas(), eps_nets, D, c.num_vals, decoder, c.variance, c.objective,
+    num_vals = None if c.likelihood == "gaussian" else c.num_vals
+    return DDGM(c.betas(), eps_nets, D, num_vals, decoder, c.variance, c.objective,
                 c.embedding_dim)

@@ -1,0 +1,99 @@
+"""Diffusion models on the Digits split: how many steps, which schedule, which objective, and
+the book's Table 4.1 measured (the diffusion comparison page reads the store).
+
+    make compare-diffusion      # = .venv/bin/python benchmarks/compare_diffusion.py
+
+One protocol for all (:func:`intro_dgm.protocol.run`): Adamax 1e-3, batch 64, early stopping
+with patience 20 on the validation bound (for a diffusion model always its full ELBO, every
+one of the T terms, whatever the training objective), on the test set the full ELBO and an
+importance-weighted bound with k = 10 chains z_1..z_T per image (k x T network passes per
+image), in nats and bits per dimension. The DDGM: a shared 2x256 noise predictor with a
+sinusoidal step embedding, the discretised-Gaussian data term, sigma_t^2 = the posterior
+variance.
+
+Groups:
+
+* **steps**: T from 5 to 1000 on the linear schedule (its end points scaled with 1000/T),
+  trained on the bound, one seed each (sampling time grows with T: measured);
+* **schedules**: T = 100 with the cosine schedule and two log-SNR-linear ones (the linear
+  schedule's end points, and a chosen +-10), one seed each;
+* **objective**: T = 100 trained on the bound and on L_simple, three seeds;
+* **table** (Table 4.1): the DDGM (T = 100), the one-level VAE (warm-up 50), the top-down
+  VAE (free bits 0.1) and RealNVP on dequantised pixels, three seeds each, with the
+  reconstruction error and the time to sample 1,000 images.
+
+Rows go to ``benchmarks/diffusion_results.jsonl`` as they finish; a rerun skips them.
+Any row: ``intro-dgm reproduce benchmarks/diffusion_results.jsonl ROW_ID --out DIR``.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from intro_dgm.protocol import ResultsStore, RunSpec, markdown_table, run_and_store
+from intro_dgm.training import TrainConfig
+
+RESULTS = Path(__file__).with_name("diffusion_results.jsonl")
+SEEDS = (0, 1, 2)
+GROUPS = ("steps", "schedules", "objective", "table")
+STEPS = (5, 10, 20, 50, 100, 200, 500, 1000)
+TIMED = ("sampling_seconds",)
+TABLE_EXTRAS = ("reconstruction", "sampling_seconds")
+#: log-SNR of the linear schedule at T = 100 at its two ends (printed by the page)
+LINEAR_ENDS = {"log_snr_1": 6.907, "log_snr_T": -10.80}
+
+
+def ddgm(steps=100, **fields) -> dict:
+    return {"steps": steps, **fields}
+
+
+def specs(groups=GROUPS) -> list[RunSpec]:
+    """The runs, in the order they are run."""
+    common = dict(k=10, threads=1, device="cpu")
+    out = []
+    if "table" in groups:
+        models = [("ddgm", ddgm(), TrainConfig()),
+                  ("vae", {}, TrainConfig(warmup_epochs=50)),
+                  ("top-down", {}, TrainConfig(free_bits=0.1)),
+                  ("realnvp", {}, TrainConfig())]
+        out += [RunSpec(model=m, model_config=c, train=t, seed=s, extras=TABLE_EXTRAS,
+                        **{**common, "k": 1000 if m != "ddgm" else 10})
+                for s in SEEDS for m, c, t in models]
+    if "objective" in groups:
+        out += [RunSpec(model="ddgm", model_config=ddgm(objective="simple"), seed=s, **common)
+                for s in SEEDS]
+    if "steps" in groups:
+        out += [RunSpec(model="ddgm", model_config=ddgm(T), extras=TIMED, **common)
+                for T in STEPS if T != 100]
+    if "schedules" in groups:
+        out += [RunSpec(model="ddgm", model_config=ddgm(**c), **common)
+                for c in ({"schedule": "cosine"}, {"schedule": "log-snr", **LINEAR_ENDS},
+                          {"schedule": "log-snr", "log_snr_1": 10.0, "log_snr_T": -10.0})]
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", nargs="+", choices=GROUPS, default=GROUPS)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    store = ResultsStore(args.out)
+    done = store.completed_ids()
+    todo = [s for s in specs(args.groups) if s.id not in done]
+    print(f"{len(done)} runs found, {len(todo)} to go", flush=True)
+    for spec in todo:
+        row = run_and_store(spec, store)[0]
+        m = row["metrics"] or {}
+        print(f"{row['id']} {spec.model:>8} {spec.model_config} seed={spec.seed} {row['status']} "
+              f"-ELBO {-m.get('test_elbo', float('nan')):.2f} NLL {m.get('test_nll_iw', float('nan')):.2f} "
+              f"epochs {m.get('epochs')} {m.get('train_seconds', float('nan')):.0f} s "
+              f"sampling {m.get('sampling_seconds', float('nan')):.3f} s", flush=True)
+    metrics = ("test_nll_iw", "test_elbo", "test_neg_elbo_bpd", "train_seconds")
+    for model in ("ddgm", "vae", "top-down", "realnvp"):
+        rows = [r for r in store.rows() if r["spec"]["model"] == model]
+        if rows:
+            print(f"\n{model}\n" + markdown_table(rows, None, metrics=metrics))
+
+
+if __name__ == "__main__":
+    main()
