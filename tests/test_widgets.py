@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from intro_dgm.models import VAEConfig, build_vae
-from intro_dgm.widgets import LatentExplorer
+from intro_dgm.models import build_model
+from intro_dgm.widgets import DiffusionExplorer, LatentExplorer
 
 
 def _model(prior, seed):
@@ -30,3 +31,24 @@ def test_explorer_rejects_models_it_cannot_show(digits):
     wide = build_vae(VAEConfig(latent_dim=3, hidden=(8,)))
     with pytest.raises(ValueError, match="2-D latent"):
         LatentExplorer({"wide": wide}, digits.test[:5])
+
+
+def test_diffusion_explorer_shows_the_step_the_slider_sets(digits):
+    torch.manual_seed(0)
+    model = build_model("ddgm", {"steps": 10, "hidden": [16]}).eval()
+    x = digits.test[:4]
+    explorer = DiffusionExplorer(model, x)
+    noise = explorer.noise
+    for t in (1, 7):
+        explorer.t.value = t  # what a user dragging the slider does
+        z_t = model.q_sample(x, t, noise=noise)
+        assert torch.allclose(explorer.z_t, model.to_pixels(z_t))
+        with torch.no_grad():
+            guess = model.to_pixels(model.predict_x0(z_t, t))
+        assert torch.allclose(explorer.x0, guess)
+    # with the true noise in place of the network's guess, the formula gives x back
+    z = model.q_sample(x, 5, noise=noise)
+    a = model.alphas_cumprod[4]
+    assert torch.allclose(model.to_pixels((z - (1 - a).sqrt() * noise) / a.sqrt()), x, atol=1e-4)
+    with pytest.raises(ValueError, match="model must be a diffusion model"):
+        DiffusionExplorer(build_vae(VAEConfig(latent_dim=2, hidden=(8,))), x)

@@ -2,8 +2,9 @@
 
 ``ipywidgets`` is imported only when an explorer is built, and only widgets and calls that
 exist in both ipywidgets 7.7 (Colab) and 8 are used: ``FloatSlider``, ``Dropdown``,
-``Output``, ``HBox``/``VBox`` and ``observe(..., names="value")``. The picture itself is
-:func:`~intro_dgm.plotting.latent_view`, so the book can show the same view as a static figure.
+``IntSlider``, ``Output``, ``HBox``/``VBox`` and ``observe(..., names="value")``. The pictures
+are functions of :mod:`intro_dgm.plotting` (``latent_view``, ``compare_rows``), so the book
+can show the same view as a static figure.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from .analysis import log_density_grid
-from .plotting import latent_view
+from .plotting import compare_rows, latent_view
 
 
 class LatentExplorer:
@@ -68,6 +69,56 @@ class LatentExplorer:
         from IPython.display import display
 
         fig = self.figure(self.choice.value, (self.z1.value, self.z2.value))
+        with self.output:
+            self.output.clear_output(wait=True)
+            display(fig)
+        plt.close(fig)
+
+
+class DiffusionExplorer:
+    """Slide over the steps t of a diffusion model: a few images noised to :math:`z_t` by the
+    forward process and, below them, the trained network's guess of each image from its
+    :math:`z_t` (:meth:`~intro_dgm.models.diffusion.DDGM.predict_x0`).
+
+    ``widget`` is the ipywidgets box to display; ``z_t`` and ``x0`` the last pictures' values
+    (pixel scale). The noise is drawn once (seed 0), so moving the slider shows one path.
+
+    Args:
+        model: a trained :class:`~intro_dgm.models.diffusion.DDGM` on images.
+        x: a few images ``(n, D)`` (integer pixels).
+        image_shape: the shape of one image.
+    """
+
+    def __init__(self, model, x: torch.Tensor, image_shape=(8, 8)):
+        if not hasattr(model, "q_sample") or getattr(model, "num_vals", None) is None:
+            raise ValueError("model must be a diffusion model (DDGM) of images with integer pixels")
+        import ipywidgets as w
+
+        self.model, self.x, self.image_shape = model, x, image_shape
+        self.noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+        self.t = w.IntSlider(description="t", min=1, max=model.steps, step=1, value=1,
+                             continuous_update=False)
+        self.output = w.Output()
+        self.t.observe(self.update, names="value")
+        self.widget = w.VBox([self.t, self.output])
+        self.z_t = self.x0 = None
+        self.update()
+
+    def figure(self, t: int):
+        """The explorer's view at step ``t`` (also the book's static figure)."""
+        m = self.model
+        with torch.no_grad():
+            z_t = m.q_sample(self.x, t, noise=self.noise)
+            self.z_t, self.x0 = m.to_pixels(z_t), m.to_pixels(m.predict_x0(z_t, t))
+        fig = compare_rows({"data": self.x, f"z_t, t = {t}": self.z_t, "guess of x": self.x0},
+                           self.image_shape, vmax=m.num_vals - 1)
+        fig.suptitle(f"log-SNR at t = {t}: {m.log_snr()[t - 1]:.2f}", fontsize=10, y=1.02)
+        return fig
+
+    def update(self, change=None) -> None:
+        from IPython.display import display
+
+        fig = self.figure(self.t.value)
         with self.output:
             self.output.clear_output(wait=True)
             display(fig)

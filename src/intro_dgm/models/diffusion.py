@@ -239,6 +239,21 @@ class DDGM(nn.Module):
         mean = (z_t - self._at("eps_coef", t) * eps) / self._at("alphas", t).sqrt()
         return mean, self._at("reverse_log_variance", t)
 
+    def predict_x0(self, z_t: torch.Tensor, t) -> torch.Tensor:
+        r"""The network's guess of the (rescaled) image behind :math:`z_t`, the draw
+        :math:`z_t = \sqrt{\bar\alpha_t}\tilde x + \sqrt{1-\bar\alpha_t}\epsilon` solved for
+        :math:`\tilde x` with :math:`\epsilon_\theta` in place of :math:`\epsilon`: ``(B, D)``."""
+        t = self._check_t(t, z_t.shape[0], z_t.device)
+        eps = self.predict_eps(z_t, t)
+        return ((z_t - self._at("sqrt_one_minus_alphas_cumprod", t) * eps)
+                / self._at("sqrt_alphas_cumprod", t))
+
+    def to_pixels(self, z: torch.Tensor) -> torch.Tensor:
+        """Rescaled values back to the pixel scale ``0..V-1`` (clipped), for pictures."""
+        if self.num_vals is None:
+            return z
+        return torch.clamp((z + 1.0) * (self.num_vals - 1) / 2.0, 0.0, self.num_vals - 1.0)
+
     def log_px_given_z1(self, x: torch.Tensor, z_1: torch.Tensor) -> torch.Tensor:
         r"""The data term :math:`\ln p_\theta(x|z_1)` ``(B,)`` in nats of the discrete pixels."""
         if self.data_decoder is not None:
