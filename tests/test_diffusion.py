@@ -114,8 +114,9 @@ def test_the_kl_form_agrees_with_the_plain_elbo():
         kl_form = torch.stack([model.loss(x)["elbo"] for _ in range(1000)])
         plain = model.log_weights(x, 20_000)
     se = (kl_form.var(0) / 1000 + plain.var(1) / 20_000).sqrt()
+    # (the KL form is not always the less noisy one: it draws z_t afresh for every term,
+    # so on a trained model its independent data term can outweigh what the closed forms save)
     assert ((kl_form.mean(0) - plain.mean(1)).abs() < 4 * se).all()
-    assert (kl_form.var(0) < plain.var(1)).all()  # closed forms remove noise
 
 
 def test_training_estimate_is_unbiased():
