@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from intro_dgm.protocol import ResultsStore, RunSpec, markdown_table, run_and_store
+from intro_dgm.protocol import ResultsStore, RunSpec, markdown_table, run_missing
 from intro_dgm.training import TrainConfig
 
 RESULTS = Path(__file__).with_name("diffusion_results.jsonl")
@@ -81,16 +81,13 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     store = ResultsStore(args.out)
-    done = store.completed_ids()
-    todo = [s for s in specs(args.groups) if s.id not in done]
-    print(f"{len(done)} runs found, {len(todo)} to go", flush=True)
-    for spec in todo:
-        row = run_and_store(spec, store)[0]
+    def describe(spec, row):
         m = row["metrics"] or {}
-        print(f"{row['id']} {spec.model:>8} {spec.model_config} seed={spec.seed} {row['status']} "
-              f"-ELBO {-m.get('test_elbo', float('nan')):.2f} NLL {m.get('test_nll_iw', float('nan')):.2f} "
-              f"epochs {m.get('epochs')} {m.get('train_seconds', float('nan')):.0f} s "
-              f"sampling {m.get('sampling_seconds', float('nan')):.3f} s", flush=True)
+        return (f"{row['id']} {spec.model:>8} {spec.model_config} seed={spec.seed} {row['status']} "
+                f"-ELBO {-m.get('test_elbo', float('nan')):.2f} NLL {m.get('test_nll_iw', float('nan')):.2f} "
+                f"epochs {m.get('epochs')} {m.get('train_seconds', float('nan')):.0f} s "
+                f"sampling {m.get('sampling_seconds', float('nan')):.3f} s")
+    run_missing(specs(args.groups), store, describe)
     metrics = ("test_nll_iw", "test_elbo", "test_neg_elbo_bpd", "train_seconds")
     for model in ("ddgm", "vae", "top-down", "realnvp"):
         rows = [r for r in store.rows() if r["spec"]["model"] == model]

@@ -32,7 +32,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from intro_dgm.protocol import ResultsStore, RunSpec, markdown_table, run_and_store
+from intro_dgm.protocol import ResultsStore, RunSpec, markdown_table, run_missing
 from intro_dgm.training import TrainConfig
 
 RESULTS = Path(__file__).with_name("hierarchical_results.jsonl")
@@ -90,17 +90,14 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     store = ResultsStore(args.out)
-    done = store.completed_ids()
-    todo = [s for s in specs(args.groups) if s.id not in done]
-    print(f"{len(done)} runs found, {len(todo)} to go", flush=True)
-    for spec in todo:
-        row = run_and_store(spec, store)[0]
+    def describe(spec, row):
         m = row["metrics"] or {}
-        print(f"{row['id']} {spec.model:>9} {spec.model_config} warm-up={spec.train.warmup_epochs} "
-              f"free-bits={spec.train.free_bits} seed={spec.seed} {row['status']} "
-              f"NLL {m.get('test_nll_iw', float('nan')):.2f} "
-              f"KL z1/z2 {m.get('test_kl_z1', float('nan')):.2f}/{m.get('test_kl_z2', float('nan')):.2f} "
-              f"AU z1/z2 {m.get('active_units_z1')}/{m.get('active_units_z2')}", flush=True)
+        return (f"{row['id']} {spec.model:>9} {spec.model_config} warm-up={spec.train.warmup_epochs} "
+                f"free-bits={spec.train.free_bits} seed={spec.seed} {row['status']} "
+                f"NLL {m.get('test_nll_iw', float('nan')):.2f} "
+                f"KL z1/z2 {m.get('test_kl_z1', float('nan')):.2f}/{m.get('test_kl_z2', float('nan')):.2f} "
+                f"AU z1/z2 {m.get('active_units_z1')}/{m.get('active_units_z2')}")
+    run_missing(specs(args.groups), store, describe)
     metrics = ("test_nll_iw", "test_elbo", "test_kl_z1", "test_kl_z2", "active_units_z1",
                "active_units_z2")
     # one table per model, grouped by whatever varies among its rows (the seed aside)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from intro_dgm.protocol import ResultsStore, RunSpec, markdown_table, run_and_store
+from intro_dgm.protocol import ResultsStore, RunSpec, markdown_table, run_missing
 
 RESULTS = Path(__file__).with_name("posteriors_results.jsonl")
 
@@ -73,16 +73,13 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     store = ResultsStore(args.out)
-    done = store.completed_ids()
-    todo = [s for s in specs(args.groups) if s.id not in done]
-    print(f"{len(done)} runs found, {len(todo)} to go", flush=True)
-    for spec in todo:
-        row = run_and_store(spec, store)[0]
+    def describe(spec, row):
         m, c = row["metrics"] or {}, spec.model_config
-        print(f"{row['id']} {c['posterior']:>22} {c.get('posterior_kwargs', {})} "
-              f"L={c['latent_dim']:<3} seed={spec.seed} {row['status']} "
-              f"NLL {m.get('test_nll_iw', float('nan')):.2f} "
-              f"-ELBO {-m.get('test_elbo', float('nan')):.2f}", flush=True)
+        return (f"{row['id']} {c['posterior']:>22} {c.get('posterior_kwargs', {})} "
+                f"L={c['latent_dim']:<3} seed={spec.seed} {row['status']} "
+                f"NLL {m.get('test_nll_iw', float('nan')):.2f} "
+                f"-ELBO {-m.get('test_elbo', float('nan')):.2f}")
+    run_missing(specs(args.groups), store, describe)
     print(markdown_table(store.rows(), ["model_config.latent_dim", "model_config.posterior",
                                         "model_config.posterior_kwargs"]))
 

@@ -187,3 +187,15 @@ def test_reconstruction_of_a_vae_is_measured(digits):
     spec = RunSpec(**TINY, extras=("reconstruction",))
     m = run(spec, digits).metrics
     assert 0.0 < m["reconstruction_mse"] < ((digits.test - digits.test.mean(0)) ** 2).mean() * 3
+
+
+def test_run_missing_resumes(tmp_path, digits, capsys):
+    store = ResultsStore(tmp_path / "store.jsonl")
+    specs = [RunSpec(**TINY), RunSpec(**{**TINY, "seed": 1})]
+    first = protocol.run_missing(specs[:1], store, lambda spec, row: f"done {row['id']}")
+    assert [r["id"] for r in first] == [specs[0].id]
+    second = protocol.run_missing(specs, store)  # only the one not yet in the store runs
+    assert [r["id"] for r in second] == [specs[1].id]
+    assert protocol.run_missing(specs, store) == []
+    out = capsys.readouterr().out
+    assert f"done {specs[0].id}" in out and "2 runs found, 0 to go" in out

@@ -442,6 +442,22 @@ def run_and_store(spec: RunSpec, store: ResultsStore | None = None, split: Split
     return row, result
 
 
+def run_missing(specs: Sequence[RunSpec], store: ResultsStore,
+                describe: Callable[[RunSpec, dict], str] | None = None) -> list[dict]:
+    """Run, one after another, the specs whose id ``store`` does not yet hold as finished
+    (a comparison script's resumable loop), storing each row as it finishes and printing
+    ``describe(spec, row)`` for it. Returns the new rows."""
+    done = store.completed_ids()
+    todo = [s for s in specs if s.id not in done]
+    print(f"{len(done)} runs found, {len(todo)} to go", flush=True)
+    rows = []
+    for spec in todo:
+        rows.append(run_and_store(spec, store)[0])
+        if describe is not None:
+            print(describe(spec, rows[-1]), flush=True)
+    return rows
+
+
 # ------------------------------------------------------------------------- tables
 def spec_value(row: dict, key: str):
     """A spec field of a row by dotted path, e.g. ``"model_config.prior"``; a missing

@@ -330,7 +330,6 @@ class DDGM(nn.Module):
         return {"loss": loss, "elbo": elbo, "rec": rec, "kl": kl_T + kl_steps, "kl_T": kl_T,
                 "kl_steps": kl_steps}
 
-    @torch.no_grad()
     def all_terms(self, x: torch.Tensor, chunk: int = 16_384) -> dict[str, torch.Tensor]:
         r"""Every term at once: ``{"kl": (B, T) with L_{t-1} in column t-1 (column 0 zero),
         "rec": (B,)}``, one draw of :math:`z_t \sim q(z_t|x)` per term; steps are batched
