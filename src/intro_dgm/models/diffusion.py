@@ -297,7 +297,8 @@ class DDGM(nn.Module):
         r"""Per-example terms ``(B,)``: ``elbo = rec - kl`` with ``kl = kl_T + kl_steps``.
 
         In eval mode every term is computed (the full bound, one draw of :math:`z_t` per
-        term: the low-noise estimate that early stopping and the test numbers use). In
+        term: the low-noise estimate that early stopping and the test numbers use; it is an
+        evaluation and carries no gradient, :meth:`all_terms` runs under ``no_grad``). In
         training mode one step :math:`t \sim U\{1..T\}` per example gives the unbiased
         estimate :math:`L_T + T\cdot(\text{term } t)` (the stochastic layer-wise objective);
         ``loss`` is that estimate of -ELBO (``objective='elbo'``) or
@@ -330,6 +331,7 @@ class DDGM(nn.Module):
         return {"loss": loss, "elbo": elbo, "rec": rec, "kl": kl_T + kl_steps, "kl_T": kl_T,
                 "kl_steps": kl_steps}
 
+    @torch.no_grad()
     def all_terms(self, x: torch.Tensor, chunk: int = 16_384) -> dict[str, torch.Tensor]:
         r"""Every term at once: ``{"kl": (B, T) with L_{t-1} in column t-1 (column 0 zero),
         "rec": (B,)}``, one draw of :math:`z_t \sim q(z_t|x)` per term; steps are batched
