@@ -177,13 +177,34 @@ def test_flow_prior_is_the_change_of_variables():
         FlowPrior(1)
 
 
-def test_gtm_weights_are_uniform_or_learned():
-    fixed = GTMPrior(2, num_components=9, hidden=8)
+_GTM_FAMILY = {
+    "gtm": lambda learn: _randomise(GTMPrior(2, num_components=9, hidden=16, learn_weights=learn),
+                                    std=0.5),
+    "gtm-vampprior": lambda learn: GTMVampPrior(_encoder(), 64, num_components=9, hidden=16,
+                                                input_range=(0.0, 16.0), learn_weights=learn),
+}
+
+
+@pytest.mark.parametrize("name", _GTM_FAMILY)
+def test_gtm_weights_are_uniform_by_default_and_learned_when_asked(name):
+    # Default: w_k = 1/K, a buffer that no gradient reaches (the original GTM).
+    fixed = _GTM_FAMILY[name](False)
     assert "weight_logits" not in dict(fixed.named_parameters())
     assert torch.allclose(fixed.log_weights().exp(), torch.full((9,), 1 / 9))
-    learned = GTMVampPrior(_encoder(), 64, num_components=4, hidden=8, learn_weights=True,
-                           input_range=(0.0, 16.0))
+    (-fixed.log_prob(torch.randn(64, 2)).mean()).backward()
+    assert fixed.weight_logits.grad is None and not fixed.weight_logits.requires_grad
+    # learn_weights=True: the source's GTM, weights trained as a softmax of free logits.
+    learned = _GTM_FAMILY[name](True)
     assert "weight_logits" in dict(learned.named_parameters())
+    (-learned.log_prob(torch.randn(64, 2)).mean()).backward()
+    assert learned.weight_logits.grad is not None and learned.weight_logits.grad.abs().sum() > 0
+    # Far from uniform, the weights still give a density that integrates to one.
+    with torch.no_grad():
+        learned.weight_logits.copy_(2 * torch.randn(9, generator=torch.Generator().manual_seed(3)))
+        assert learned.log_weights().exp().max() > 3 / 9
+        grid, cell = _grid()
+        total = (learned.log_prob(grid.float()).double().exp() * cell).sum().item()
+    assert total == pytest.approx(1.0, abs=2e-3)
 
 
 @pytest.mark.parametrize("name, reach", [
