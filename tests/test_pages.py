@@ -51,3 +51,41 @@ def test_markdown_cells_are_short(path):
         lines = cell.count("\n") + 1
         assert lines <= MAX_MARKDOWN_LINES, \
             f"{path.name}: a markdown cell of {lines} lines starting {cell[:60]!r}; split it"
+
+
+def _stores_read(path):
+    """The results stores (``benchmarks/*_results.jsonl``) a notebook's code cells name."""
+    cells = json.loads(path.read_text())["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    return set(re.findall(r"(\w+_results\.jsonl)", code))
+
+
+def _intro_store_list():
+    """book/intro.md's list of results stores: ``{store: set of page prefixes like '04g'}``,
+    one bullet per store, starting with the store's file name in backticks."""
+    text = (ROOT / "book" / "intro.md").read_text()
+    listed = {}
+    for bullet in re.findall(r"^- `(\w+_results\.jsonl)`(.*?)(?=^- |^\s*$)", text, re.M | re.S):
+        store, rest = bullet
+        listed[store] = set(re.findall(r"\b(\d\d[a-z]?)\b", rest))
+    return listed
+
+
+def test_intro_names_every_results_store_and_the_pages_that_read_it():
+    """The intro says which numbers are not computed on the page itself: every store a
+    notebook reads is listed with that notebook, and every page listed reads its store."""
+    listed = _intro_store_list()
+    assert listed, "book/intro.md lists no results stores"
+    makefile = (ROOT / "Makefile").read_text()
+    for path in NOTEBOOKS:
+        prefix = path.name.split("_", 1)[0]
+        for store in _stores_read(path):
+            assert store in listed, f"{path.name} reads {store}, which book/intro.md does not list"
+            assert prefix in listed[store], \
+                f"{path.name} reads {store}; book/intro.md's bullet for it does not name {prefix}"
+    on_disk = {p.name.split("_", 1)[0]: p for p in NOTEBOOKS}
+    for store, prefixes in listed.items():
+        assert store in makefile, f"no make target in the Makefile writes {store}"
+        for prefix in prefixes & on_disk.keys():
+            assert store in _stores_read(on_disk[prefix]), \
+                f"book/intro.md says {on_disk[prefix].name} reads {store}; it does not"
