@@ -119,8 +119,9 @@ def test_the_kl_form_agrees_with_the_plain_elbo():
     assert ((kl_form.mean(0) - plain.mean(1)).abs() < 4 * se).all()
 
 
-def test_training_estimate_is_unbiased():
-    model = _model(steps=3)
+@pytest.mark.parametrize("step_sampling", ["uniform", "stratified"])
+def test_training_estimate_is_unbiased(step_sampling):
+    model = _model(steps=3, step_sampling=step_sampling)
     x = _pixels(2)
     torch.manual_seed(0)
     with torch.no_grad():
@@ -185,6 +186,7 @@ def test_step_embedding():
     ({"schedule": "log-snr", "log_snr_1": -1.0, "log_snr_T": 2.0}, "log_snr_1 must be > log_snr_T"),
     ({"schedule": "quadratic"}, "schedule must be one of linear, constant, cosine, log-snr"),
     ({"objective": "mse"}, "objective must be one of elbo, simple"),
+    ({"step_sampling": "sobol"}, "step_sampling must be one of uniform, stratified"),
     ({"data_term": "gaussian"}, "data_term must be one of discretised-gaussian, categorical"),
     ({"likelihood": "poisson"}, "likelihood must be 'categorical' .integer pixels"),
     ({"likelihood": "bernoulli"}, "a bernoulli decoder models binary pixels: num_vals must be 2"),
@@ -230,3 +232,19 @@ def test_real_valued_data_and_binary_pixels():
         model.loss(torch.tensor([[0.0, float("nan")]]))
     binary = build_model("ddgm", {**TINY, "likelihood": "bernoulli", "num_vals": 2})
     assert set(binary.sample(20).unique().tolist()) <= {0.0, 1.0}
+
+
+def test_stratified_steps_are_uniform_and_cover_the_chain():
+    model = _model(steps=7, step_sampling="stratified")
+    torch.manual_seed(0)
+    draws = torch.stack([model.draw_steps(14) for _ in range(4000)])   # (4000, 14)
+    # every batch of 14 = 2 T holds each step exactly twice (the grid's spacing is T / 14 = 1/2)
+    assert all((torch.bincount(row, minlength=8)[1:] == 2).all() for row in draws[:50])
+    # each example's step on its own is uniform on 1..T (so the one-term estimate stays unbiased)
+    for column in (0, 13):
+        freq = torch.bincount(draws[:, column], minlength=8)[1:].float() / len(draws)
+        assert (freq - 1 / 7).abs().max() < 4 * math.sqrt(1 / 7 * 6 / 7 / len(draws))
+    # a batch whose size is not a multiple of T covers it as evenly as it can
+    counts = torch.bincount(model.draw_steps(10), minlength=8)[1:]
+    assert counts.min() >= 1 and counts.max() <= 2
+

@@ -46,6 +46,8 @@ DATA_TERMS = ("discretised-gaussian", "categorical")
 VARIANCES = ("posterior", "beta")
 #: what a training step minimises
 OBJECTIVES = ("elbo", "simple")
+#: how a training batch draws its steps t (see :meth:`DDGM.draw_steps`)
+STEP_SAMPLING = ("uniform", "stratified")
 
 
 def _check_beta(value, name: str) -> float:
@@ -65,9 +67,9 @@ def make_betas(schedule: str, steps: int, beta_1: float | None = None,
     * ``constant``: :math:`\beta_t = ` ``beta_1`` for every t (the book's Example 4.1);
     * ``cosine``: :math:`\bar\alpha_t = f(t)/f(0)`, :math:`f(t) = \cos^2\big(\frac{t/T + s}{1+s}
       \frac\pi2\big)`, s = 0.008, each :math:`\beta_t` capped at 0.999 (Nichol & Dhariwal, 2021);
-    * ``log-snr``: the log signal-to-noise ratio :math:`\lambda_t = \ln\frac{\bar\alpha_t}
+    * ``log-snr``: the log signal-to-noise ratio :math:`\rho_t = \ln\frac{\bar\alpha_t}
       {1-\bar\alpha_t}` falls linearly from ``log_snr_1`` (default 10) to ``log_snr_T``
-      (default -10), so :math:`\bar\alpha_t = \mathrm{sigmoid}(\lambda_t)`.
+      (default -10), so :math:`\bar\alpha_t = \mathrm{sigmoid}(\rho_t)`.
     """
     T = check_int(steps, "steps", minimum=1)
     if schedule not in SCHEDULES:
@@ -118,12 +120,15 @@ class DDGM(nn.Module):
             ``simple`` (:math:`\Vert\epsilon - \epsilon_\theta\Vert^2`, Ho et al.'s
             :math:`L_\mathrm{simple}`).
         embedding_dim: the size of the step embedding for a shared network.
+        step_sampling: ``uniform`` (each example's step drawn independently) or
+            ``stratified`` (the batch's steps spread evenly over 1..T, see :meth:`draw_steps`).
     """
 
     def __init__(self, betas: torch.Tensor, eps_nets: nn.Module, input_dim: int,
                  num_vals: int | None = 17,
                  data_decoder: CategoricalDecoder | None = None, variance: str = "posterior",
-                 objective: str = "elbo", embedding_dim: int = 32):
+                 objective: str = "elbo", embedding_dim: int = 32,
+                 step_sampling: str = "uniform"):
         super().__init__()
         betas = torch.as_tensor(betas, dtype=torch.float64)
         if betas.ndim != 1 or not len(betas):
@@ -131,9 +136,11 @@ class DDGM(nn.Module):
         if not ((betas > 0) & (betas < 1)).all():
             raise ValueError(f"betas must lie in (0, 1); found {betas[(betas <= 0) | (betas >= 1)][0].item()}")
         for name, value, allowed in (("variance", variance, VARIANCES),
-                                     ("objective", objective, OBJECTIVES)):
+                                     ("objective", objective, OBJECTIVES),
+                                     ("step_sampling", step_sampling, STEP_SAMPLING)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        self.step_sampling = step_sampling
         self.input_dim = check_int(input_dim, "input_dim", minimum=1)
         self.num_vals = None if num_vals is None else check_int(num_vals, "num_vals", minimum=2)
         if self.num_vals is None and data_decoder is not None:
@@ -316,7 +323,7 @@ class DDGM(nn.Module):
             return {"loss": -(rec - kl_T - kl_steps), "elbo": rec - kl_T - kl_steps, "rec": rec,
                     "kl": kl_T + kl_steps, "kl_T": kl_T, "kl_steps": kl_steps}
         B, T = x.shape[0], self.steps
-        t = torch.randint(1, T + 1, (B,), device=x.device)
+        t = self.draw_steps(B, x.device)
         one = self.term(x, t)
         # each of the T terms is drawn with probability 1/T: T x (drawn term) is unbiased
         kl_steps, rec = T * one["kl"], T * one["rec"]
@@ -330,6 +337,21 @@ class DDGM(nn.Module):
             loss = simple
         return {"loss": loss, "elbo": elbo, "rec": rec, "kl": kl_T + kl_steps, "kl_T": kl_T,
                 "kl_steps": kl_steps}
+
+    def draw_steps(self, n: int, device=None) -> torch.Tensor:
+        r"""Steps ``(n,)`` in 1..T for a training batch, each uniform on 1..T on its own.
+
+        ``uniform``: independent draws. ``stratified`` (the low-discrepancy sampler of
+        Kingma et al., 2021): one :math:`u \sim U[0, 1)` shifts the grid
+        :math:`(u + i/n) \bmod 1`, :math:`i = 0..n-1`, and the grid is shuffled over the
+        examples; every example's step is still uniform (so each term of the estimate stays
+        unbiased), but the batch covers the chain evenly and the batch mean varies less.
+        """
+        if self.step_sampling == "uniform":
+            return torch.randint(1, self.steps + 1, (n,), device=device)
+        grid = (torch.rand((), device=device) + torch.arange(n, device=device) / n) % 1.0
+        t = (grid * self.steps).long().clamp(max=self.steps - 1) + 1
+        return t[torch.randperm(n, device=device)]
 
     @torch.no_grad()
     def all_terms(self, x: torch.Tensor, chunk: int = 16_384) -> dict[str, torch.Tensor]:
@@ -427,8 +449,8 @@ class DDGM(nn.Module):
         return self._data_sample(z, mean)
 
     def log_snr(self) -> torch.Tensor:
-        r""":math:`\lambda_t = \ln\frac{\bar\alpha_t}{1-\bar\alpha_t}`, ``(T,)``: where the
-        schedule starts (:math:`\lambda_1`) and ends (:math:`\lambda_T`)."""
+        r""":math:`\rho_t = \ln\frac{\bar\alpha_t}{1-\bar\alpha_t}`, ``(T,)``: where the
+        schedule starts (:math:`\rho_1`) and ends (:math:`\rho_T`)."""
         a = self.alphas_cumprod.double()
         return (a.log() - torch.log1p(-a)).float()
 
@@ -444,7 +466,8 @@ class DiffusionConfig:
     :func:`make_betas`; ``hidden`` the noise predictor's layers; ``shared``: one network
     with a step embedding of ``embedding_dim`` (DDPM) or one network per step (the book's
     DDGM); ``data_term`` one of :data:`DATA_TERMS`; ``variance`` one of :data:`VARIANCES`;
-    ``objective`` one of :data:`OBJECTIVES`. ``likelihood``: ``categorical`` or
+    ``objective`` one of :data:`OBJECTIVES`; ``step_sampling`` one of :data:`STEP_SAMPLING`
+    (how a training batch draws its steps). ``likelihood``: ``categorical`` or
     ``bernoulli`` (the diffusion runs on rescaled integer pixels), or ``gaussian`` for
     real-valued data (the 2-D toys), where the data term is a Gaussian density.
     """
@@ -464,6 +487,7 @@ class DiffusionConfig:
     data_term: str = "discretised-gaussian"
     variance: str = "posterior"
     objective: str = "elbo"
+    step_sampling: str = "uniform"
 
     def __post_init__(self):
         check_int(self.input_dim, "input_dim", minimum=1)
@@ -485,7 +509,8 @@ class DiffusionConfig:
         self.hidden = tuple(check_int(h, "hidden", minimum=1) for h in self.hidden)
         for name, value, allowed in (("data_term", self.data_term, DATA_TERMS),
                                      ("variance", self.variance, VARIANCES),
-                                     ("objective", self.objective, OBJECTIVES)):
+                                     ("objective", self.objective, OBJECTIVES),
+                                     ("step_sampling", self.step_sampling, STEP_SAMPLING)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
         self.betas()  # checks the schedule and its options now, not at build time
@@ -513,4 +538,4 @@ def build_ddgm(config: DiffusionConfig, data: torch.Tensor | None = None) -> DDG
                if c.data_term == "categorical" else None)
     num_vals = None if c.likelihood == "gaussian" else c.num_vals
     return DDGM(c.betas(), eps_nets, D, num_vals, decoder, c.variance, c.objective,
-                c.embedding_dim)
+                c.embedding_dim, c.step_sampling)
