@@ -35,10 +35,10 @@ class TrainConfig:
         warmup_epochs: KL warm-up (Bowman et al., 2016): in epoch ``e`` (from 0) the model is
             trained with ``beta = min(1, (e + 1) / warmup_epochs)``; 0 means ``beta = 1``.
         grad_clip: clip the gradient norm to this value (``None``: no clipping).
-        free_bits: :math:`\lambda`, nats per latent dimension (Kingma et al., 2016): each KL
+        free_bits: :math:`\eta`, nats per latent dimension (Kingma et al., 2016): each KL
             group ``g`` of the model (``model.kl_groups``: one per level) enters the training
-            objective as :math:`\max(\lambda L_g, \overline{\mathrm{KL}_g})`, its batch mean
-            floored at :math:`\lambda L_g`, so that the optimiser gains nothing by pushing a
+            objective as :math:`\max(\eta L_g, \overline{\mathrm{KL}_g})`, its batch mean
+            floored at :math:`\eta L_g`, so that the optimiser gains nothing by pushing a
             level's KL below it (a remedy for posterior collapse); 0 means off. The
             validation -ELBO (early stopping) is never floored.
     """
@@ -109,7 +109,7 @@ class History:
 
 def objective(model: nn.Module, terms: dict, beta: float, free_bits: float) -> torch.Tensor:
     r"""The scalar a training step minimises: the batch mean of ``terms["loss"]``, or with
-    free bits :math:`-\overline{\mathrm{rec}} + \beta\sum_g \max(\lambda L_g,
+    free bits :math:`-\overline{\mathrm{rec}} + \beta\sum_g \max(\eta L_g,
     \overline{\mathrm{KL}_g})` over the model's ``kl_groups`` (see :class:`TrainConfig`)."""
     if not free_bits:
         return terms["loss"].mean()
