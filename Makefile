@@ -50,6 +50,7 @@ benchmark: $(STAMP)
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/priors.py
 	$(PY) benchmarks/protocol_speed.py
+	$(PY) benchmarks/diffusion_sampling.py
 
 # The priors comparison page reads the results store benchmarks/priors_results.jsonl; this runs
 # the specs not yet in it (delete the file to recompute all 72, about 25 minutes with 2 jobs
@@ -65,7 +66,8 @@ compare-posteriors: $(STAMP)
 compare-hierarchical: $(STAMP)
 	$(PY) benchmarks/compare_hierarchical.py
 
-# The diffusion pages read benchmarks/diffusion_results.jsonl (resumable, one job; about an hour).
+# The diffusion pages read benchmarks/diffusion_results.jsonl (resumable, one job; about two
+# hours from an empty file: the linear DDGM's groups about one, the tuned DDGM's about one).
 compare-diffusion: $(STAMP)
 	$(PY) benchmarks/compare_diffusion.py
 
