@@ -4,11 +4,14 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from intro_dgm.data import load_digits_labels
+from intro_dgm.decoders import GaussianDecoder
 from intro_dgm.evaluation import (SampleScorer, active_units, bits_per_dim, elbo,
                                   iwae_log_likelihood)
-from intro_dgm.models import VAEConfig, build_vae
+from intro_dgm.models import PPCA, VAE, GaussianEncoder, VAEConfig, build_vae
+from intro_dgm.priors import StandardPrior
 
 
 def _perturb(model, scale=0.3, seed=0):
@@ -102,3 +105,25 @@ def test_sample_scorer_tells_digits_from_noise(digits):
     assert noise["confidence"] < blends["confidence"] < real["confidence"]
     with pytest.raises(ValueError, match="labels"):
         SampleScorer(digits.train, labels["val"])
+
+
+def test_iwae_with_the_exact_posterior_is_the_exact_log_likelihood(digits):
+    """A linear Gaussian decoder is pPCA; with the exact posterior as q every importance weight
+    p(x|z) p(z) / q(z|x) equals p(x), so any k gives ln p(x). Leaving p(z) out of the weights, as
+    the source's (4.32) prints them, would be off by nats here."""
+    L = 3
+    ppca = PPCA(L).fit(digits.train)   # fitted W has orthogonal columns: the posterior is diagonal
+    W, b, s2 = ppca.W, ppca.b, ppca.sigma2
+    M_inv = torch.linalg.inv(W.T @ W + s2 * torch.eye(L, dtype=torch.float64))
+    assert torch.allclose(M_inv, torch.diag(M_inv.diagonal()), atol=1e-12)
+    enc = nn.Linear(64, 2 * L)
+    dec = GaussianDecoder(nn.Linear(L, 64), 64)
+    with torch.no_grad():                          # mean M^-1 W^T (x - b), variances s2 M^-1
+        enc.weight.copy_(torch.cat([M_inv @ W.T, torch.zeros(L, 64, dtype=torch.float64)]))
+        enc.bias.copy_(torch.cat([-M_inv @ W.T @ b, (s2 * M_inv.diagonal()).log()]))
+        dec.net.weight.copy_(W); dec.net.bias.copy_(b); dec.log_var.fill_(math.log(s2))
+    vae = VAE(GaussianEncoder(enc, L), dec, StandardPrior(L))
+    x = digits.test[:20]
+    torch.manual_seed(0)
+    estimate = iwae_log_likelihood(vae, x, k=3)
+    assert torch.allclose(estimate.double(), ppca.log_prob(x), atol=1e-2)
