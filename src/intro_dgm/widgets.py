@@ -112,7 +112,8 @@ class DiffusionExplorer:
             self.z_t, self.x0 = m.to_pixels(z_t), m.to_pixels(m.predict_x0(z_t, t))
         fig = compare_rows({"data": self.x, f"z_t, t = {t}": self.z_t, "guess of x": self.x0},
                            self.image_shape, vmax=m.num_vals - 1)
-        fig.suptitle(f"log-SNR at t = {t}: {m.log_snr()[t - 1]:.2f}", fontsize=10, y=1.02)
+        # above the tight layout: suptitle hangs from y (va="top") unless told otherwise
+        fig.suptitle(f"log-SNR at t = {t}: {m.log_snr()[t - 1]:.2f}", fontsize=10, y=1.0, va="bottom")
         return fig
 
     def update(self, change=None) -> None:
