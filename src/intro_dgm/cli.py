@@ -12,6 +12,9 @@
   (``--lr``, ``--warmup-epochs``, ...) and the spec's own (``--dataset``, ``--seed``, ``--k``,
   ``--extras``, ``--threads``, ``--device``, ``--dataset-options``).
 * ``evaluate DIR [--k K]``: re-evaluate a checkpoint on the test set.
+* ``--data-dir DIR`` (``train``, ``evaluate``, ``reproduce``): where the files of a data set
+  read from disk (``--dataset fashion-mnist``) are; it sets ``$INTRO_DGM_DATA_DIR`` and is
+  not part of the run spec, so a run's id does not depend on where the files live.
 * ``reproduce RESULTS ROW_ID --out DIR``: re-run a stored row and print the stored and the
   new metrics side by side (exit status 1 if a metric other than a time differs).
 * ``table RESULTS [--group-by KEY ...] [--metrics M ...]``: mean ± sd over seeds, as markdown.
@@ -25,11 +28,12 @@ import argparse
 import dataclasses
 import inspect
 import json
+import os
 import sys
 from pathlib import Path
 
 from . import checkpoints
-from .data import DATASETS, load_dataset
+from .data import DATA_DIR_ENV, DATASETS, load_dataset
 from .models import MODELS, model_entry
 from .encoders import POSTERIORS
 from .priors import PRIORS
@@ -154,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = t.add_argument_group("run")
     g.add_argument("--dataset", default=None, choices=DATASETS)
     g.add_argument("--dataset-options", type=_json_object, default=None, metavar="JSON",
-                   help='options of the data set, e.g. \'{"p": 0.5}\' for two-gaussians')
+                   help='options of the data set, e.g. \'{"p": 0.5}\' for two-gaussians, '
+                        '\'{"binarise": "dynamic"}\' for fashion-mnist')
     g.add_argument("--seed", type=_number(int, "--seed"), default=None)
     g.add_argument("--k", type=_number(int, "--k", positive=True), default=None,
                    help="importance samples per test example (default 1000)")
@@ -163,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=_number(int, "--threads", positive=True), default=None,
                    help="torch.set_num_threads during the run (default: PyTorch's choice)")
     g.add_argument("--device", default=None, help="cpu, cuda, ... (default: automatic)")
+    _add_data_dir(t)
     t.add_argument("--out", required=True, help="output directory")
     t.add_argument("--results", type=Path, help="also append the run's row to this results file")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -172,12 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--k", type=_number(int, "--k", positive=True), default=5000)
     e.add_argument("--seed", type=_number(int, "--seed"), default=0)
     e.add_argument("--threads", type=_number(int, "--threads", positive=True), default=None)
+    _add_data_dir(e)
 
     r = sub.add_parser("reproduce", help="re-run a stored row; print stored and new metrics")
     r.add_argument("results", type=Path)
     r.add_argument("row_id")
     r.add_argument("--out", required=True, help="output directory for the new run")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_data_dir(r)
 
     b = sub.add_parser("table", help="mean ± sd over seeds of a results file, as markdown")
     b.add_argument("results", type=Path)
@@ -186,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: every key that varies, the seed excepted)")
     b.add_argument("--metrics", nargs="+", default=["test_nll_iw", "test_elbo", "active_units"])
     return parser
+
+
+def _add_data_dir(parser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                        help=f"directory of the fashion-mnist IDX files (sets ${DATA_DIR_ENV}; "
+                             "not part of the run spec)")
 
 
 def _given(args, prefix: str) -> dict:
@@ -329,6 +343,10 @@ def main(argv=None) -> int:
         if args.command is None:
             raise CLIError("a command is required: train, evaluate, reproduce or table "
                            "(see intro-dgm --help)")
+        if getattr(args, "data_dir", None) is not None:
+            if not args.data_dir.is_dir():
+                raise CLIError(f"--data-dir {args.data_dir} is not a directory")
+            os.environ[DATA_DIR_ENV] = str(args.data_dir)
         if args.command == "train":
             print(json.dumps(train(args), indent=2, sort_keys=True))
         elif args.command == "evaluate":
