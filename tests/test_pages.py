@@ -86,6 +86,20 @@ def test_intro_names_every_results_store_and_the_pages_that_read_it():
     on_disk = {p.name.split("_", 1)[0]: p for p in NOTEBOOKS}
     for store, prefixes in listed.items():
         assert store in makefile, f"no make target in the Makefile writes {store}"
-        for prefix in prefixes & on_disk.keys():
+        missing = sorted(prefixes - on_disk.keys())
+        assert not missing, \
+            f"book/intro.md says pages {missing} read {store}; no notebook has that prefix"
+        for prefix in sorted(prefixes):
             assert store in _stores_read(on_disk[prefix]), \
                 f"book/intro.md says {on_disk[prefix].name} reads {store}; it does not"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_where_the_source_differs_boxes_have_a_class(path):
+    """Every "Where the source differs" box names its class on the next line (``:class: note``),
+    so that all of them render alike."""
+    text = "\n".join(_markdown(path))
+    boxes = re.findall(r"^:::+\{admonition\} Where the source differs\s*\n(.*)", text, re.M)
+    for following in boxes:
+        assert re.match(r":class: \S", following), \
+            f"{path.name}: a 'Where the source differs' box without a ':class:' line"

@@ -198,12 +198,23 @@ def test_gtm_weights_are_uniform_by_default_and_learned_when_asked(name):
     assert "weight_logits" in dict(learned.named_parameters())
     (-learned.log_prob(torch.randn(64, 2)).mean()).backward()
     assert learned.weight_logits.grad is not None and learned.weight_logits.grad.abs().sum() > 0
-    # Far from uniform, the weights still give a density that integrates to one.
+    # Far from uniform, the weights still give a density that integrates to one, and it is
+    # the mixture with weight w_k on component k (weights paired with the wrong components
+    # would still integrate to one, so compare with MixtureSameFamily, as for the MoG).
     with torch.no_grad():
         learned.weight_logits.copy_(2 * torch.randn(9, generator=torch.Generator().manual_seed(3)))
         assert learned.log_weights().exp().max() > 3 / 9
         grid, cell = _grid()
         total = (learned.log_prob(grid.float()).double().exp() * cell).sum().item()
+        mu, log_var = learned.components()
+        reference = td.MixtureSameFamily(td.Categorical(logits=learned.log_weights()),
+                                         td.Independent(td.Normal(mu, torch.exp(0.5 * log_var)), 1))
+        z = 2 * torch.randn(200, 2, generator=torch.Generator().manual_seed(4))
+        assert torch.allclose(learned.log_prob(z), reference.log_prob(z), atol=1e-5)
+        # the same weights on the components in reverse order: a different density
+        flipped = td.MixtureSameFamily(td.Categorical(logits=learned.log_weights().flip(0)),
+                                      td.Independent(td.Normal(mu, torch.exp(0.5 * log_var)), 1))
+        assert (flipped.log_prob(z) - learned.log_prob(z)).abs().max() > 0.1
     assert total == pytest.approx(1.0, abs=2e-3)
 
 
