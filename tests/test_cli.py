@@ -260,10 +260,6 @@ def test_fashion_mnist_data_dir_options(tmp_path, capsys, fashion_dir):
     assert f"--data-dir {tmp_path / 'nowhere'} is not a directory" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="distributions.log_bernoulli does not broadcast x (B, D) against the "
-                          "logits (k, B, D) of k importance samples, so every Bernoulli run "
-                          "fails at its IW-NLL (digits-binary too); fix: x.expand_as(logits)")
 def test_fashion_mnist_trains_and_evaluates_with_a_data_dir(tmp_path, capsys, fashion_dir):
     out = tmp_path / "run"
     args = _tiny(out) + ["--dataset", "fashion-mnist", "--dataset-options", '{"val_size": 10}',

@@ -42,6 +42,11 @@ def test_log_bernoulli_matches_torch_and_is_stable(g):
     # saturated logits: a naive log(sigmoid) would give -inf or nan here
     out = D.log_bernoulli(torch.tensor([[1.0, 0.0]]), torch.tensor([[-200.0, 200.0]]))
     assert torch.allclose(out, torch.tensor([-400.0]))
+    # data (B, D) against the logits (S, B, D) of S latent samples: each sample scored alone
+    many = 3 * torch.randn(4, 5, 10, generator=g)
+    expected = torch.stack([D.log_bernoulli(x, m) for m in many])
+    assert D.log_bernoulli(x, many).shape == (4, 5)
+    assert torch.allclose(D.log_bernoulli(x, many), expected)
 
 
 def test_log_categorical_matches_torch(g):

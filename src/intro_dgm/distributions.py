@@ -50,8 +50,11 @@ def log_bernoulli(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     r""":math:`\sum_d x_d \ln \theta_d + (1-x_d)\ln(1-\theta_d)` with :math:`\theta=\sigma(\text{logits})`.
 
     Computed from logits (``binary_cross_entropy_with_logits``) so that saturated
-    probabilities never produce ``log(0)``.
+    probabilities never produce ``log(0)``. ``x`` and ``logits`` broadcast against each
+    other, e.g. data ``(B, D)`` against the logits ``(S, B, D)`` of ``S`` latent samples (the
+    loss function itself requires equal shapes).
     """
+    x, logits = torch.broadcast_tensors(x, logits)
     return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=-1)
 
 
