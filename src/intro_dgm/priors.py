@@ -266,9 +266,9 @@ def _grid(num_components: int, grid_dim: int) -> torch.Tensor:
 class GTMPrior(MixturePrior):
     r"""Generative Topographic Mapping prior (Bishop et al., 1998):
 
-    .. math:: p_\lambda(z) = \frac1K \sum_{k=1}^K \mathcal{N}\big(z \mid \mu_g(u_k), \mathrm{diag}\,\sigma^2_g(u_k)\big),
+    .. math:: p_\lambda(z) = \frac1K \sum_{k=1}^K \mathcal{N}\big(z \mid \mu_g(\zeta_k), \mathrm{diag}\,\sigma^2_g(\zeta_k)\big),
 
-    a fixed grid :math:`u_1..u_K` in a ``grid_dim``-dimensional space, mapped by a network
+    a fixed grid :math:`\zeta_1..\zeta_K` in a ``grid_dim``-dimensional space, mapped by a network
     :math:`g` to the components. Neighbouring grid points get neighbouring components.
     The weights are :math:`1/K` by default; with ``learn_weights`` they are trained as the
     source's GTM prior does (a softmax of free logits, like the MoG's).
@@ -288,7 +288,7 @@ class GTMPrior(MixturePrior):
 class GTMVampPrior(MixturePrior):
     r"""GTM-VampPrior: the grid is mapped to pseudo-inputs, then through the encoder,
 
-    .. math:: p_\lambda(z) = \frac1K \sum_{k=1}^K q_\phi\big(z \mid g(u_k)\big).
+    .. math:: p_\lambda(z) = \frac1K \sum_{k=1}^K q_\phi\big(z \mid g(\zeta_k)\big).
 
     ``g`` ends in a sigmoid scaled to ``input_range`` (required: ``(low, high)`` of the data
     values, ``(0, 16)`` for Digits), so the pseudo-inputs stay in the
