@@ -82,6 +82,8 @@ MINIMUMS = {  # page -> (minimum number of figures made by its code, minimum ren
     "notebooks/07a_hierarchical_vaes.html": (3, 20),
     "notebooks/07b_hierarchical_comparison.html": (2, 3),
     "notebooks/08a_diffusion_models.html": (4, 20),
+    "notebooks/08b_ddpm.html": (3, 20),
+    "notebooks/08c_diffusion_comparison.html": (5, 15),
 }
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run", "--disable-sync",
