@@ -72,6 +72,13 @@ def test_hole_mass(small_vae, digits):
         hole_mass(agg, agg, ratio=0.0)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_hole_mass_of_a_prior_on_the_gpu(small_vae, digits):
+    agg = aggregated_posterior(small_vae, digits.train[:300])      # on the CPU, with the model
+    on_gpu = AggregatedPosterior(agg.mu_e, agg.log_var_e).cuda()   # the same density, as a prior
+    assert hole_mass(on_gpu, agg) == 0.0
+
+
 def test_density_integral_and_grid():
     assert density_integral(StandardPrior(2), lim=8.0) == pytest.approx(1.0, abs=1e-4)
     far = MoGPrior(2, num_components=1)

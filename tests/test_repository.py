@@ -162,3 +162,126 @@ def test_the_import_graph_flows_one_way():
             target = node.module.split(".")[0]
             assert ORDER.index(target) < ORDER.index(name), \
                 f"{path.relative_to(ROOT)} imports {target}, which is not below it"
+
+
+# ------------------------------------------------------------------ CUDA (e.g. Colab's GPU)
+# Devices follow the model. fit() trains on `device` (CUDA when there is one) and leaves the
+# model there; a notebook moves it back with `model.cpu()` before calling it on CPU tensors,
+# as protocol.run() does; the package's functions move their inputs to the model's device.
+# A tensor becomes a NumPy array only through `.cpu()`: `.numpy()` of a CUDA tensor raises,
+# and `.cpu()` of a CPU tensor is the tensor itself (no copy, the same numbers).
+PACKAGE_MODULES = sorted((ROOT / "src" / "intro_dgm").rglob("*.py"))
+
+
+def _code_cells(path):
+    """The code cells of a notebook as Python: IPython magics and shell lines become `pass`."""
+    cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    return [re.sub(r"^(\s*)[%!].*$", r"\1pass", "".join(c["source"]), flags=re.M) for c in cells]
+
+
+def _sources(path):
+    return _code_cells(path) if path.suffix == ".ipynb" else [path.read_text()]
+
+
+def _made_cpu(expr) -> bool:
+    """Whether the chain ``expr`` (the receiver of a ``.numpy()``) passes through ``.cpu()``
+    or ``.to("cpu")``; attributes and indexing (``.T``, ``[0]``) keep following the chain."""
+    import ast
+
+    while True:
+        if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute):
+            if expr.func.attr == "cpu" or (expr.func.attr == "to" and any(
+                    isinstance(a, ast.Constant) and a.value == "cpu" for a in expr.args)):
+                return True
+            expr = expr.func.value
+        elif isinstance(expr, (ast.Attribute, ast.Subscript)):
+            expr = expr.value
+        else:
+            return False
+
+
+def numpy_off_the_cpu(source: str) -> list[str]:
+    """Every ``<tensor>.numpy()`` in ``source`` not made CPU-safe first: ``.cpu()`` (or
+    ``.to("cpu")``) before the ``.numpy()`` in the same chain, or ``.numpy(force=True)``."""
+    import ast
+
+    bad = []
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "numpy"):
+            continue
+        forced = any(k.arg == "force" and isinstance(k.value, ast.Constant) and k.value.value is True
+                     for k in node.keywords)
+        if not forced and not _made_cpu(node.func.value):
+            bad.append(ast.unparse(node))
+    return bad
+
+
+def fitted_models_left_on_the_device(cells: list[str]) -> list[str]:
+    """Every ``fit(model, ...)`` of a notebook whose model is not moved back by a
+    ``model.cpu()`` after the call, in the same code cell or the next (unless trained with
+    ``device="cpu"``)."""
+    import ast
+
+    bad = []
+    for i, source in enumerate(cells):
+        lines = source.splitlines()
+        for node in ast.walk(ast.parse(source)):
+            if not (isinstance(node, ast.Call) and node.args and (
+                    (isinstance(node.func, ast.Name) and node.func.id == "fit")
+                    or (isinstance(node.func, ast.Attribute) and node.func.attr == "fit"
+                        and isinstance(node.func.value, ast.Name)
+                        and node.func.value.id == "training"))):
+                continue
+            if any(k.arg == "device" and isinstance(k.value, ast.Constant) and k.value.value == "cpu"
+                   for k in node.keywords):
+                continue
+            model = ast.unparse(node.args[0])
+            after = "\n".join([lines[node.end_lineno - 1][node.end_col_offset:],
+                               *lines[node.end_lineno:], *cells[i + 1:i + 2]])
+            if f"{model}.cpu()" not in after:
+                bad.append(f"code cell {i}: {ast.unparse(node)}")
+    return bad
+
+
+@pytest.mark.parametrize("source, offending", [
+    ("x = model.sample(4).numpy()", ["model.sample(4).numpy()"]),
+    ("print(q.mean.detach().numpy().round(3))", ["q.mean.detach().numpy()"]),
+    ("a = (x - y).numpy()", ["(x - y).numpy()"]),
+    ("z = x.numpy().cpu()", ["x.numpy()"]),                  # .cpu() after .numpy() is too late
+    ("b = np.asarray(x.cpu()).numpy()", ["np.asarray(x.cpu()).numpy()"]),  # .cpu() not in the chain
+    ("import sys\nif 'google.colab' in sys.modules:\n    %pip install -q intro_dgm\nw.grad.numpy()",
+     ["w.grad.numpy()"]),
+    ("x.detach().cpu().numpy(); y.cpu().T.numpy(); v.cpu()[0].numpy()", []),
+    ("x.to('cpu').numpy(); y.numpy(force=True)", []),
+])
+def test_the_numpy_check_finds_a_tensor_not_moved_to_the_cpu(source, offending):
+    assert numpy_off_the_cpu(re.sub(r"^(\s*)[%!].*$", r"\1pass", source, flags=re.M)) == offending
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + PACKAGE_MODULES, ids=lambda p: p.name)
+def test_numpy_is_called_only_on_cpu_tensors(path):
+    bad = [expr for source in _sources(path) for expr in numpy_off_the_cpu(source)]
+    assert not bad, (f"{path.name}: .numpy() of a tensor that may live on the GPU; write "
+                     f".cpu().numpy() (.cpu() of a CPU tensor is free): {bad}")
+
+
+@pytest.mark.parametrize("cells, offending", [
+    (["h = fit(model, x, v, seed=0)", "model.loss(x)"], ["code cell 0: fit(model, x, v, seed=0)"]),
+    (["model.cpu()\nfit(model, x, v)", "model.loss(x)"], ["code cell 0: fit(model, x, v)"]),
+    (["fit(toys[T], x, v)", "", "toys[T].cpu()"], ["code cell 0: fit(toys[T], x, v)"]),
+    (["h = fit(m, x, v, device=device)\nm = m.cpu()"], []),
+    (["h = training.fit(m, x, v)", "m.cpu().loss(x)"], []),
+    (["fit(m, x, v, device='cpu')", "m.loss(x)"], []),
+    (["PPCA(2).fit(x)", "KNeighborsClassifier(5).fit(a, b)"], []),
+])
+def test_the_fit_check_finds_a_model_left_on_the_training_device(cells, offending):
+    assert fitted_models_left_on_the_device(cells) == offending
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_move_fitted_models_back_to_the_cpu(path):
+    bad = fitted_models_left_on_the_device(_code_cells(path))
+    assert not bad, (f"{path.name}: fit() leaves the model on the training device (CUDA when "
+                     f"there is one); move it back with model.cpu() before calling it on CPU "
+                     f"tensors: {bad}")

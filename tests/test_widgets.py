@@ -1,4 +1,6 @@
 """The latent explorer: built from trained models, it decodes the point the sliders set."""
+import copy
+
 import pytest
 import torch
 
@@ -52,3 +54,22 @@ def test_diffusion_explorer_shows_the_step_the_slider_sets(digits):
     assert torch.allclose(model.to_pixels((z - (1 - a).sqrt() * noise) / a.sqrt()), x, atol=1e-4)
     with pytest.raises(ValueError, match="model must be a diffusion model"):
         DiffusionExplorer(build_vae(VAEConfig(latent_dim=2, hidden=(8,))), x)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_explorers_follow_a_model_on_the_gpu(digits):
+    # CPU data in, the computation on the model's device, CPU pictures out
+    model = _model("standard", 0)
+    explorer = LatentExplorer({"gpu": copy.deepcopy(model).cuda()}, digits.test[:50], vmax=16)
+    explorer.z1.value = 1.5
+    assert explorer.image.device.type == "cpu"
+    with torch.no_grad():
+        expected = model.decoder.mean(torch.tensor([[1.5, 0.0]]))[0]
+    assert torch.allclose(explorer.image, expected, atol=1e-5)
+    torch.manual_seed(0)
+    ddgm = build_model("ddgm", {"steps": 10, "hidden": [16]}).eval()
+    explorer = DiffusionExplorer(copy.deepcopy(ddgm).cuda(), digits.test[:4])
+    explorer.t.value = 7
+    z_t = ddgm.q_sample(digits.test[:4], 7, noise=explorer.noise)
+    assert explorer.z_t.device.type == "cpu" and explorer.x0.device.type == "cpu"
+    assert torch.allclose(explorer.z_t, ddgm.to_pixels(z_t), atol=1e-4)

@@ -91,7 +91,7 @@ def hole_mass(prior: Prior, aggregated: Prior, n: int = 20_000, ratio: float = 0
     if not 0 < ratio:
         raise ValueError(f"ratio must be > 0, got {ratio}")
     z = prior.sample(n)
-    log_ratio = aggregated.log_prob(z.to(aggregated.device)) - prior.log_prob(z)
+    log_ratio = aggregated.log_prob(z.to(aggregated.device)).to(z.device) - prior.log_prob(z)
     return (log_ratio < math.log(ratio)).float().mean().item()
 
 

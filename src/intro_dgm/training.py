@@ -173,7 +173,9 @@ def fit(model: nn.Module, train, val, config: TrainConfig | None = None, *,
         val: a tensor or an iterable of batches; its -ELBO selects the best epoch.
         config: a :class:`TrainConfig` (default: the book's protocol).
         seed: seeds every generator before training (``None`` leaves them alone).
-        device: where to train; default :func:`~intro_dgm.utils.get_device`.
+        device: where to train; default :func:`~intro_dgm.utils.get_device` (CUDA when
+            there is one). The model stays there: to call it on CPU tensors afterwards, move
+            it back with ``model.cpu()``, as :func:`~intro_dgm.protocol.run` does.
         progress: show a tqdm progress bar.
         **overrides: fields of ``config`` to change, e.g. ``max_epochs=5``.
     Returns:

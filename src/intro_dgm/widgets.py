@@ -5,6 +5,9 @@ exist in both ipywidgets 7.7 (Colab) and 8 are used: ``FloatSlider``, ``Dropdown
 ``IntSlider``, ``Output``, ``HBox``/``VBox`` and ``observe(..., names="value")``. The pictures
 are functions of :mod:`intro_dgm.plotting` (``latent_view``, ``compare_rows``), so the book
 can show the same view as a static figure.
+
+Devices follow the model: an explorer moves its inputs to the device of the model it shows
+(a model trained on a GPU may stay there) and keeps the pictures' values on the CPU.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import torch
 
 from .analysis import log_density_grid
 from .plotting import compare_rows, latent_view
+from .utils import module_device
 
 
 class LatentExplorer:
@@ -42,7 +46,8 @@ class LatentExplorer:
 
         self.models, self.image_shape, self.lim, self.vmax = dict(models), image_shape, lim, vmax
         with torch.no_grad():
-            self._codes = {n: m.posterior(x).mean for n, m in self.models.items()}
+            self._codes = {n: m.posterior(x.to(module_device(m))).mean.cpu()
+                           for n, m in self.models.items()}
             self._grids = {n: log_density_grid(m.prior, lim) for n, m in self.models.items()}
         slider = dict(min=-lim, max=lim, step=0.1, value=0.0, continuous_update=False)
         self.z1 = w.FloatSlider(description="z1", **slider)
@@ -59,8 +64,8 @@ class LatentExplorer:
         """The explorer's view for model ``name`` at ``point`` (also the book's static figure)."""
         model = self.models[name]
         with torch.no_grad():
-            z = torch.tensor([point], dtype=torch.float32)
-            self.image = model.decoder.mean(z)[0]
+            z = torch.tensor([point], dtype=torch.float32, device=module_device(model))
+            self.image = model.decoder.mean(z)[0].cpu()
         axis, log_p = self._grids[name]
         return latent_view(axis, log_p, self._codes[name], point, self.image, self.image_shape,
                            title=f"{name} prior", vmax=self.vmax)
@@ -106,10 +111,10 @@ class DiffusionExplorer:
 
     def figure(self, t: int):
         """The explorer's view at step ``t`` (also the book's static figure)."""
-        m = self.model
-        with torch.no_grad():
-            z_t = m.q_sample(self.x, t, noise=self.noise)
-            self.z_t, self.x0 = m.to_pixels(z_t), m.to_pixels(m.predict_x0(z_t, t))
+        m, device = self.model, module_device(self.model)
+        with torch.no_grad():  # the noise is drawn on the CPU: the same path on every device
+            z_t = m.q_sample(self.x.to(device), t, noise=self.noise.to(device))
+            self.z_t, self.x0 = m.to_pixels(z_t).cpu(), m.to_pixels(m.predict_x0(z_t, t)).cpu()
         fig = compare_rows({"data": self.x, f"z_t, t = {t}": self.z_t, "guess of x": self.x0},
                            self.image_shape, vmax=m.num_vals - 1)
         # above the tight layout: suptitle hangs from y (va="top") unless told otherwise
