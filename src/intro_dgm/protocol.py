@@ -39,8 +39,8 @@ from .evaluation import (SampleScorer, active_units_per_level, bits_per_dim, elb
                          iwae_log_likelihood)
 from .models import build_model, config_from_dict, model_entry
 from .training import History, NonFiniteLossError, TrainConfig, fit
-from .utils import (atomic_write_text, check_fields, check_int, eval_mode, get_device,
-                    seed_everything)
+from .utils import (atomic_write, atomic_write_text, check_fields, check_int, eval_mode,
+                    get_device, module_device, seed_everything)
 
 #: The metrics every successful run reports (nats per example unless the name says bpd).
 METRIC_KEYS = ("test_nll_iw", "test_elbo", "train_elbo", "k", "active_units", "epochs",
@@ -211,7 +211,9 @@ def environment(device: torch.device) -> dict:
 # ------------------------------------------------------------------------- running
 @dataclass
 class Run:
-    """A trained model (on the CPU, eval mode), its history, its metrics and its spec."""
+    """A trained model (on the CPU, eval mode), its history, its metrics and its spec;
+    ``test_log_likelihood`` holds the per-example IW estimates whose mean is
+    ``-metrics["test_nll_iw"]`` (a page's histogram of them needs no second evaluation)."""
 
     spec: RunSpec
     model: nn.Module
@@ -219,6 +221,7 @@ class Run:
     history: History
     metrics: dict
     environment: dict
+    test_log_likelihood: torch.Tensor | None = None
 
     def summary(self) -> str:
         """One line: epochs, test NLL and -ELBO, parameters, training time, extras."""
@@ -283,7 +286,7 @@ def run(spec: RunSpec, split: Split | None = None, progress: bool = False) -> Ru
                       progress=progress)
         train_seconds = time.perf_counter() - start
         model.cpu().eval()
-        metrics = evaluate(model, split, spec.k, spec.seed)
+        metrics, test_ll = evaluate_per_example(model, split, spec.k, spec.seed)
         metrics.update(epochs=history.epochs, best_epoch=history.best_epoch,
                        best_val_loss=history.best_val_loss,
                        seconds_per_epoch=history.seconds_per_epoch,
@@ -293,12 +296,20 @@ def run(spec: RunSpec, split: Split | None = None, progress: bool = False) -> Ru
             metrics.update(EXTRA_METRICS[name](model, split, spec))
     finally:
         torch.set_num_threads(threads_before)
-    return Run(spec, model, config, history, metrics, env)
+    return Run(spec, model, config, history, metrics, env, test_ll)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, k: int, seed: int) -> dict:
     """The test metrics of a trained model (seeded, so they do not depend on training time)."""
+    return evaluate_per_example(model, split, k, seed)[0]
+
+
+@torch.no_grad()
+def evaluate_per_example(model: nn.Module, split: Split, k: int, seed: int
+                         ) -> tuple[dict, torch.Tensor]:
+    """:func:`evaluate`'s metrics and the per-example IW estimates of ln p(x) on the test set
+    (shape ``(N_test,)``; their mean is ``-metrics["test_nll_iw"]``)."""
     seed_everything(seed)
     start = time.perf_counter()
     ll = iwae_log_likelihood(model, split.test, k=k)
@@ -317,7 +328,7 @@ def evaluate(model: nn.Module, split: Split, k: int, seed: int) -> dict:
     metrics["test_nll_iw_bpd"] = bits_per_dim(metrics["test_nll_iw"], split.dim)
     metrics["test_neg_elbo_bpd"] = bits_per_dim(-test_elbo, split.dim)
     metrics.update(_test_terms(model, split.test))
-    return metrics
+    return metrics, ll
 
 
 def _hole_mass(model, split, spec) -> dict:
@@ -360,6 +371,54 @@ def _sampling_seconds(model, split, spec) -> dict:
 EXTRA_METRICS: dict[str, Callable] = {"hole_mass": _hole_mass, "sample_quality": _sample_quality,
                                       "reconstruction": _reconstruction,
                                       "sampling_seconds": _sampling_seconds}
+
+
+# ------------------------------------------------------------------------- beside the store
+def gallery(model: nn.Module, split: Split, num_samples: int = 16,
+            num_reconstructions: int = 8, seed: int = 0) -> dict:
+    """What a results page shows of a trained model, as float32 arrays of shape (n, D):
+    ``samples`` (decoder means of ``num_samples`` draws from the model, seeded),
+    ``originals`` (the first ``num_reconstructions`` test images) and ``reconstructions``
+    (``model.reconstruct`` of them: through the code of a VAE, a flow's inverse, a diffusion
+    model's noised-and-denoised chain)."""
+    import numpy as np
+
+    check_int(num_samples, "num_samples", minimum=1)
+    check_int(num_reconstructions, "num_reconstructions", minimum=1)
+    originals = split.test[:num_reconstructions]
+    seed_everything(seed)
+    with torch.no_grad(), eval_mode(model):  # devices follow the model; arrays come back
+        samples = model.sample(num_samples, mean=True)
+        reconstructions = model.reconstruct(originals.to(module_device(model)))
+    return {name: np.asarray(t.detach().cpu(), dtype=np.float32) for name, t in
+            (("samples", samples), ("originals", originals),
+             ("reconstructions", reconstructions))}
+
+
+def save_run_arrays(directory, run_id: str, **arrays) -> Path:
+    """Write ``DIR/<run_id>.npz`` (atomically): per-run arrays kept beside a results store
+    (a gallery, per-example scores), which a page reads with :func:`load_run_arrays`."""
+    import numpy as np
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: Path):
+        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to tmp
+            np.savez_compressed(f, **arrays)
+    return atomic_write(directory / f"{run_id}.npz", write)
+
+
+def load_run_arrays(directory, run_id: str) -> dict:
+    """The arrays :func:`save_run_arrays` wrote for ``run_id``, as a dict of NumPy arrays."""
+    import numpy as np
+
+    path = Path(directory) / f"{run_id}.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"no arrays for run {run_id!r}: expected {path}, written by "
+                                "the comparison script that stored the run")
+    with np.load(path) as data:
+        return {name: data[name] for name in data.files}
 
 
 # ------------------------------------------------------------------------- the store
@@ -427,11 +486,19 @@ def make_row(spec: RunSpec, result: Run | None = None, error: str | None = None,
 
 
 def run_and_store(spec: RunSpec, store: ResultsStore | None = None, split: Split | None = None,
-                  progress: bool = False) -> tuple[dict, Run | None]:
+                  progress: bool = False, after: Callable[[Run], None] | None = None
+                  ) -> tuple[dict, Run | None]:
     """:func:`run`, turning a diverged run into a ``failed`` row; appends the row to ``store``
-    when given. Returns ``(row, run)`` (``run`` is ``None`` when it failed)."""
+    when given. Returns ``(row, run)`` (``run`` is ``None`` when it failed).
+
+    ``after(run)`` is called on a finished run *before* its row is stored: what it saves
+    beside the store (images, per-example scores) exists for every ``ok`` row, so a sweep
+    interrupted in between re-runs the spec rather than leaving a row without its files.
+    """
     try:
         result = run(spec, split, progress)
+        if after is not None:
+            after(result)
         row = make_row(spec, result)
     except NonFiniteLossError as exc:
         result = None
@@ -443,16 +510,18 @@ def run_and_store(spec: RunSpec, store: ResultsStore | None = None, split: Split
 
 
 def run_missing(specs: Sequence[RunSpec], store: ResultsStore,
-                describe: Callable[[RunSpec, dict], str] | None = None) -> list[dict]:
+                describe: Callable[[RunSpec, dict], str] | None = None,
+                after: Callable[[Run], None] | None = None) -> list[dict]:
     """Run, one after another, the specs whose id ``store`` does not yet hold as finished
     (a comparison script's resumable loop), storing each row as it finishes and printing
-    ``describe(spec, row)`` for it. Returns the new rows."""
+    ``describe(spec, row)`` for it; ``after`` as in :func:`run_and_store`. Returns the new
+    rows."""
     done = store.completed_ids()
     todo = [s for s in specs if s.id not in done]
     print(f"{len(done)} runs found, {len(todo)} to go", flush=True)
     rows = []
     for spec in todo:
-        rows.append(run_and_store(spec, store)[0])
+        rows.append(run_and_store(spec, store, after=after)[0])
         if describe is not None:
             print(describe(spec, rows[-1]), flush=True)
     return rows

@@ -1,0 +1,141 @@
+"""Every model of the book on the Digits split, one protocol, three seeds (the results page).
+
+    make compare-digits            # = .venv/bin/python benchmarks/compare_digits.py --jobs 2
+
+The chapters compare models within a family, each with the protocol its question needed.
+This sweep puts one model of every family under *one* protocol
+(:func:`intro_dgm.protocol.run`): Adamax 1e-3, batch 64, at most 2,000 epochs, early
+stopping with patience 50 on the validation -ELBO, a KL warm-up of 50 epochs for every model
+with a KL term (the DDGM's and RealNVP's losses have none: they train with beta = 1),
+1 thread per run; on the test set the importance-weighted NLL with S = 1000 (S = 100 for
+the DDGM, whose every sample is a chain of T = 100 steps: 08c measures what S changes),
+the -ELBO, the active units, a classifier's view of 2,000 samples (``sample_quality``),
+the reconstruction error, the time to draw 1,000 samples; plus parameters and seconds per
+epoch. Each model keeps its chapter's configuration (16 latent dimensions, the 2x256 MLPs;
+the hyperspherical VAE at 3 dimensions, where 06e finds it best; the tuned DDGM of 08c).
+
+Beside each row of ``benchmarks/digits_results.jsonl``,
+``benchmarks/digits_arrays/<id>.npz`` holds the validation curve with each epoch's seconds
+and a gallery (samples and reconstructions), written before the row (a resumed sweep never
+finds a row without its arrays). Rows already stored are skipped; any row re-runs with
+``intro-dgm reproduce benchmarks/digits_results.jsonl ROW_ID --out DIR``. About 25 minutes
+with 2 jobs on 2 cores.
+"""
+from __future__ import annotations
+
+import argparse
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from intro_dgm.protocol import ResultsStore, Run, RunSpec, gallery, run_and_store, save_run_arrays
+from intro_dgm.training import TrainConfig
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "digits_results.jsonl"
+ARRAYS = HERE / "digits_arrays"
+SEEDS = (0, 1, 2)
+K = 1000
+DDGM_K = 100
+WITH_KL = TrainConfig(max_epochs=2000, patience=50, warmup_epochs=50)
+WITHOUT_KL = TrainConfig(max_epochs=2000, patience=50)
+EXTRAS = ("sample_quality", "reconstruction", "sampling_seconds")
+#: the tuned DDGM of 08c (benchmarks/compare_diffusion.py's TUNED)
+DDGM = {"steps": 100, "schedule": "log-snr", "log_snr_1": 1.0, "log_snr_T": -10.0,
+        "hidden": [512, 512], "data_term": "categorical", "step_sampling": "stratified"}
+VAMP = {"num_components": 64, "init": "data"}
+
+#: label -> (chapter, model, config), in the book's order
+MODELS = {
+    "VAE, standard prior": ("02, 04a", "vae", {}),
+    "mixture prior": ("04b", "vae", {"prior": "mog", "prior_kwargs": {"num_components": 16}}),
+    "VampPrior": ("04c", "vae", {"prior": "vampprior", "prior_kwargs": VAMP}),
+    "GTM prior": ("04d", "vae", {"prior": "gtm", "prior_kwargs": {"num_components": 16}}),
+    "GTM-VampPrior": ("04e", "vae", {"prior": "gtm-vampprior",
+                                     "prior_kwargs": {"num_components": 64}}),
+    "flow prior": ("04f", "vae", {"prior": "flow", "prior_kwargs": {"num_layers": 4}}),
+    "Householder posterior": ("06b", "vae", {"posterior": "householder",
+                                             "posterior_kwargs": {"num_steps": 10}}),
+    "Sylvester (orthogonal)": ("06c", "vae", {"posterior": "sylvester-orthogonal",
+                                              "posterior_kwargs": {"num_steps": 4}}),
+    "Sylvester (Householder)": ("06c", "vae", {"posterior": "sylvester-householder",
+                                               "posterior_kwargs": {"num_steps": 4}}),
+    "Sylvester (triangular)": ("06c", "vae", {"posterior": "sylvester-triangular",
+                                              "posterior_kwargs": {"num_steps": 4}}),
+    "hyperspherical (L = 3)": ("06d", "vae", {"latent_dim": 3, "posterior": "vmf",
+                                              "prior": "uniform-sphere"}),
+    "two-level VAE": ("07a", "two-level", {}),
+    "top-down VAE": ("07a", "top-down", {}),
+    "hierarchical VampPrior": ("07a", "top-down", {"decoder_uses_top": True,
+                                                   "prior": "vampprior", "prior_kwargs": VAMP}),
+    "DDGM (tuned)": ("08c", "ddgm", DDGM),
+    "RealNVP": ("08c", "realnvp", {}),
+}
+NO_KL = ("ddgm", "realnvp")
+
+
+def spec_of(label: str, seed: int) -> RunSpec:
+    _, model, config = MODELS[label]
+    return RunSpec(model=model, model_config=config,
+                   train=WITHOUT_KL if model in NO_KL else WITH_KL, dataset="digits",
+                   seed=seed, k=DDGM_K if model == "ddgm" else K, extras=EXTRAS, threads=1,
+                   device="cpu")
+
+
+def specs() -> list[RunSpec]:
+    """The 48 runs: the expensive ones first, so two jobs finish together."""
+    labels = sorted(MODELS, key=lambda m: m not in ("DDGM (tuned)", "Sylvester (orthogonal)"))
+    return [spec_of(label, s) for label in labels for s in SEEDS]
+
+
+def label(row: dict) -> str:
+    """The page's name of a stored row."""
+    for name in MODELS:
+        for s in SEEDS:
+            if spec_of(name, s).id == row["id"]:
+                return name
+    raise ValueError(f"row {row['id']} is not a run of this comparison")
+
+
+def save_arrays(result: Run, out_dir: Path = ARRAYS) -> None:
+    """The validation curve and the gallery of one finished run (before its row is stored)."""
+    from intro_dgm.data import load_dataset
+
+    h = result.history
+    save_run_arrays(out_dir, result.spec.id, val_loss=np.asarray(h.val_loss),
+                    train_loss=np.asarray(h.train_loss),
+                    epoch_seconds=np.asarray(h.epoch_seconds),
+                    **gallery(result.model, load_dataset("digits"), seed=result.spec.seed))
+
+
+def _one(spec: RunSpec) -> dict:
+    return run_and_store(spec, after=save_arrays)[0]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (1 thread each)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    store = ResultsStore(args.out)
+    done = store.completed_ids()
+    todo = [s for s in specs() if s.id not in done]
+    print(f"{len(done)} runs found, {len(todo)} to go", flush=True)
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for row in pool.map(_one, todo):
+            store.append(row)  # one writer: this process
+            m = row["metrics"] or {}
+            print(f"{row['id']} {label(row):>24} seed={row['spec']['seed']} {row['status']} "
+                  f"NLL {m.get('test_nll_iw', float('nan')):.2f} "
+                  f"({m.get('train_seconds', 0):.0f} s)", flush=True)
+    rows = store.rows()
+    for name in MODELS:
+        ok = [r["metrics"]["test_nll_iw"] for r in rows
+              if r["status"] == "ok" and label(r) == name]
+        if ok:
+            print(f"{name:>24}: test NLL {np.mean(ok):.2f} over {len(ok)} seeds")
+
+
+if __name__ == "__main__":
+    main()
