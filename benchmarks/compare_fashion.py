@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from intro_dgm.data import load_mnist_digits
-from intro_dgm.evaluation import iwae_log_likelihood
+from intro_dgm.evaluation import boundary_length, compressed_bits, iwae_log_likelihood
 from intro_dgm.protocol import (ResultsStore, Run, RunSpec, gallery, markdown_table,
                                 run_missing, save_run_arrays)
 from intro_dgm.training import TrainConfig
@@ -112,6 +112,30 @@ def _split():
     return _SPLIT[0]
 
 
+DATA_SUMMARY = "data"  # benchmarks/fashion_arrays/data.npz: the data sets, summarised
+
+
+def save_data_summary(out_dir: Path = ARRAYS) -> None:
+    """What the out-of-distribution page shows of the two data sets, without the data:
+    per-example on-pixel counts, boundary lengths, compressed sizes and labels, 16 Fashion-MNIST test images and
+    one MNIST digit of each class."""
+    from intro_dgm.data import load_fashion_mnist_labels
+
+    fashion = _split().test
+    mnist, mnist_labels = load_mnist_digits()
+    save_run_arrays(out_dir, DATA_SUMMARY,
+                    fashion_on_pixels=fashion.sum(1).cpu().numpy().astype(np.int64),
+                    mnist_on_pixels=mnist.sum(1).cpu().numpy().astype(np.int64),
+                    fashion_bits=compressed_bits(fashion).numpy(),
+                    mnist_bits=compressed_bits(mnist).numpy(),
+                    fashion_boundary=boundary_length(fashion, (28, 28)).numpy(),
+                    mnist_boundary=boundary_length(mnist, (28, 28)).numpy(),
+                    fashion_labels=load_fashion_mnist_labels()["test"].cpu().numpy(),
+                    mnist_labels=mnist_labels.cpu().numpy(),
+                    fashion_examples=fashion[:16].cpu().numpy().astype(np.uint8),
+                    mnist_examples=mnist[::500][:16].cpu().numpy().astype(np.uint8))
+
+
 def describe(spec: RunSpec, row: dict) -> str:
     m = row["metrics"] or {}
     return (f"{row['id']} {label(spec):>17} seed={spec.seed} {row['status']} "
@@ -129,6 +153,8 @@ def main(argv=None) -> None:
     _split()  # and missing Fashion-MNIST files
     print(f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}, "
           f"threads: {torch.get_num_threads()}", flush=True)
+    if not (args.arrays / f"{DATA_SUMMARY}.npz").is_file():
+        save_data_summary(args.arrays)
     store = ResultsStore(args.out)
     run_missing(specs(), store, describe,
                 after=lambda result: save_arrays(result, args.arrays))
