@@ -9,7 +9,11 @@ top level at -83.19. This script trains the same four models on binarised Fashio
 10,000 validation / the 10,000 test images), one seed each, with the paper's protocol
 scaled to this machine. Every deviation from the paper:
 
-* MLPs of two ReLU layers of 300 units (the paper: gated layers, ``GatedDense``);
+* data: Fashion-MNIST thresholded at grey level 127 (the paper: static MNIST, one fixed
+  stochastic binarisation; not obtainable offline);
+* MLPs of two LeakyReLU layers of 300 units (the paper: gated layers, ``GatedDense``);
+* the HVAE's q(z1|x, z2) relative to p(z1|z2) (NVAE's form, the package's top-down model;
+  the paper: its own mean and variance);
 * at most ``MAX_EPOCHS`` = 100 epochs with a KL warm-up of ``WARMUP`` = 20 epochs and
   patience 20 (the paper: up to 2,000 epochs, warm-up 100, patience 50);
 * test NLL with S = ``K`` = 500 importance samples (the paper: 5,000);
