@@ -14,6 +14,10 @@ it, and a results store that tables and pages read.
   back with clear errors, resumable (``ResultsStore.completed_ids``). A run whose loss
   became NaN is stored with ``status: "failed"`` and the reason, so a page can count failures.
 * :func:`summarise` and :func:`markdown_table` -- mean and sd over seeds.
+* Beside the store: what a page plots but a row cannot hold (per-example scores, a
+  :func:`gallery` of samples and reconstructions, training curves) goes to one ``.npz`` per
+  run (:func:`save_run_arrays`, :func:`load_run_arrays`), written by the ``after`` hook of
+  :func:`run_and_store` before the row, so every stored row has its arrays.
 
 ``intro-dgm train``, ``reproduce`` and ``table`` (:mod:`intro_dgm.cli`) are thin wrappers.
 """
