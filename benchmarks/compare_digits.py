@@ -24,12 +24,11 @@ with 2 jobs on 2 cores.
 from __future__ import annotations
 
 import argparse
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from intro_dgm.protocol import ResultsStore, Run, RunSpec, gallery, run_and_store, save_run_arrays
+from intro_dgm.protocol import ResultsStore, Run, RunSpec, gallery, run_missing, save_run_arrays
 from intro_dgm.training import TrainConfig
 
 HERE = Path(__file__).parent
@@ -109,8 +108,10 @@ def save_arrays(result: Run, out_dir: Path = ARRAYS) -> None:
                     **gallery(result.model, load_dataset("digits"), seed=result.spec.seed))
 
 
-def _one(spec: RunSpec) -> dict:
-    return run_and_store(spec, after=save_arrays)[0]
+def describe(spec: RunSpec, row: dict) -> str:
+    m = row["metrics"] or {}
+    return (f"{row['id']} {label(row):>24} seed={spec.seed} {row['status']} "
+            f"NLL {m.get('test_nll_iw', float('nan')):.2f} ({m.get('train_seconds', 0):.0f} s)")
 
 
 def main(argv=None) -> None:
@@ -119,16 +120,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     store = ResultsStore(args.out)
-    done = store.completed_ids()
-    todo = [s for s in specs() if s.id not in done]
-    print(f"{len(done)} runs found, {len(todo)} to go", flush=True)
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for row in pool.map(_one, todo):
-            store.append(row)  # one writer: this process
-            m = row["metrics"] or {}
-            print(f"{row['id']} {label(row):>24} seed={row['spec']['seed']} {row['status']} "
-                  f"NLL {m.get('test_nll_iw', float('nan')):.2f} "
-                  f"({m.get('train_seconds', 0):.0f} s)", flush=True)
+    run_missing(specs(), store, describe, after=save_arrays, jobs=args.jobs)
     rows = store.rows()
     for name in MODELS:
         ok = [r["metrics"]["test_nll_iw"] for r in rows

@@ -18,10 +18,9 @@ so an interrupted comparison resumes; any row is re-run with
 from __future__ import annotations
 
 import argparse
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from intro_dgm.protocol import ResultsStore, RunSpec, markdown_table, run_and_store
+from intro_dgm.protocol import ResultsStore, RunSpec, markdown_table, run_missing
 from intro_dgm.training import TrainConfig
 
 RESULTS = Path(__file__).with_name("priors_results.jsonl")
@@ -54,8 +53,11 @@ def specs() -> list[RunSpec]:
             for w in WARMUPS for L in LATENT_DIMS for p in PRIORS for s in SEEDS]
 
 
-def _one(spec: RunSpec) -> dict:
-    return run_and_store(spec)[0]
+def describe(spec: RunSpec, row: dict) -> str:
+    m = row["metrics"] or {}
+    return (f"{row['id']} {spec.model_config['prior']:>14} L={spec.model_config['latent_dim']:<3} "
+            f"seed={spec.seed} warm-up={spec.train.warmup_epochs:<3} {row['status']} "
+            f"NLL {m.get('test_nll_iw', float('nan')):.2f}")
 
 
 def main(argv=None) -> None:
@@ -64,17 +66,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     store = ResultsStore(args.out)
-    done = store.completed_ids()
-    todo = [s for s in specs() if s.id not in done]
-    print(f"{len(done)} runs found, {len(todo)} to go", flush=True)
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for row in pool.map(_one, todo):
-            store.append(row)  # one writer: this process
-            spec, m = row["spec"], row["metrics"] or {}
-            print(f"{row['id']} {spec['model_config']['prior']:>14} "
-                  f"L={spec['model_config']['latent_dim']:<3} seed={spec['seed']} "
-                  f"warm-up={spec['train']['warmup_epochs']:<3} {row['status']} "
-                  f"NLL {m.get('test_nll_iw', float('nan')):.2f}", flush=True)
+    run_missing(specs(), store, describe, jobs=args.jobs)
     print(markdown_table(store.rows(), ["train.warmup_epochs", "model_config.latent_dim",
                                         "model_config.prior"]))
 

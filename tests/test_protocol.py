@@ -267,3 +267,17 @@ def test_run_arrays_round_trip_and_a_missing_file_names_the_run(tmp_path):
     assert (back["x"] == np.arange(4.0)).all() and back["labels"].tolist() == [1, 2]
     with pytest.raises(FileNotFoundError, match="no arrays for run 'zzz'"):
         protocol.load_run_arrays(tmp_path / "arrays", "zzz")
+
+
+def test_run_missing_with_two_jobs_stores_rows_in_the_order_of_the_specs(tmp_path, capsys):
+    store = ResultsStore(tmp_path / "store.jsonl")
+    specs = [RunSpec(**{**TINY, "seed": s}) for s in (3, 4, 5)]
+    rows = protocol.run_missing(specs, store, lambda spec, row: f"done {spec.seed}", jobs=2)
+    assert [r["id"] for r in rows] == [s.id for s in specs]
+    assert [r["id"] for r in store.rows()] == [s.id for s in specs]  # one writer, in order
+    one = protocol.run_and_store(specs[1])[0]  # the same numbers as a run in this process
+    assert one["metrics"]["test_nll_iw"] == rows[1]["metrics"]["test_nll_iw"]
+    assert "done 3" in capsys.readouterr().out
+    assert protocol.run_missing(specs, store, jobs=2) == []
+    with pytest.raises(ValueError, match="jobs must be an integer >= 1"):
+        protocol.run_missing(specs, store, jobs=0)

@@ -513,21 +513,49 @@ def run_and_store(spec: RunSpec, store: ResultsStore | None = None, split: Split
     return row, result
 
 
+def _stored_row(spec: RunSpec, after: Callable[[Run], None] | None) -> dict:
+    """A worker of :func:`run_missing` with ``jobs > 1``: the row, not yet stored."""
+    return run_and_store(spec, after=after)[0]
+
+
 def run_missing(specs: Sequence[RunSpec], store: ResultsStore,
                 describe: Callable[[RunSpec, dict], str] | None = None,
-                after: Callable[[Run], None] | None = None) -> list[dict]:
-    """Run, one after another, the specs whose id ``store`` does not yet hold as finished
-    (a comparison script's resumable loop), storing each row as it finishes and printing
-    ``describe(spec, row)`` for it; ``after`` as in :func:`run_and_store`. Returns the new
-    rows."""
+                after: Callable[[Run], None] | None = None, jobs: int = 1) -> list[dict]:
+    """Run the specs whose id ``store`` does not yet hold as finished (a comparison script's
+    resumable loop), storing each row as it finishes and printing ``describe(spec, row)`` for
+    it; ``after`` as in :func:`run_and_store`. Returns the new rows, in the order of ``specs``.
+
+    ``jobs > 1`` runs that many specs at once in new worker processes (give each spec
+    ``threads=1`` on a machine with that many cores); ``after`` then runs in the worker and
+    must be a module-level function of an importable module (or of a script guarded by
+    ``if __name__ == "__main__"``). Only this process writes the store, in the order of
+    ``specs``: a row whose run finished early waits for the runs before it.
+    """
+    check_int(jobs, "jobs", minimum=1)
     done = store.completed_ids()
     todo = [s for s in specs if s.id not in done]
     print(f"{len(done)} runs found, {len(todo)} to go", flush=True)
     rows = []
-    for spec in todo:
-        rows.append(run_and_store(spec, store, after=after)[0])
+
+    def keep(spec, row):
+        rows.append(row)
         if describe is not None:
-            print(describe(spec, rows[-1]), flush=True)
+            print(describe(spec, row), flush=True)
+
+    if jobs == 1:
+        for spec in todo:
+            keep(spec, run_and_store(spec, store, after=after)[0])
+        return rows
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # "spawn": fresh workers. A forked copy of a process that has already run PyTorch can
+    # deadlock on the intra-op thread pool it inherits (it did here, under pytest).
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        for spec, row in zip(todo, pool.map(_stored_row, todo, [after] * len(todo))):
+            store.append(row)  # one writer: this process
+            keep(spec, row)
     return rows
 
 
