@@ -381,7 +381,9 @@ EXTRA_METRICS: dict[str, Callable] = {"hole_mass": _hole_mass, "sample_quality":
 def gallery(model: nn.Module, split: Split, num_samples: int = 16,
             num_reconstructions: int = 8, seed: int = 0) -> dict:
     """What a results page shows of a trained model, as float32 arrays of shape (n, D):
-    ``samples`` (decoder means of ``num_samples`` draws from the model, seeded),
+    ``samples`` (``model.sample(num_samples, mean=True)``, seeded: a VAE's decoder means at
+    codes drawn from its prior, a diffusion model's chain with its last step averaged, a
+    flow's draws, as it has no mean),
     ``originals`` (the first ``num_reconstructions`` test images) and ``reconstructions``
     (``model.reconstruct`` of them: through the code of a VAE, a flow's inverse, a diffusion
     model's noised-and-denoised chain)."""
