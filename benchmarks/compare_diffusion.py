@@ -37,8 +37,8 @@ Groups (the first four on the linear DDGM, the rest on the tuned one):
   discretised-Gaussian data term (whose width is tied to the first step) at two starts;
 * **tuned-steps**: T in TUNED_STEPS, one seed each, sampling time measured.
 
-Rows go to ``benchmarks/diffusion_results.jsonl`` as they finish; a rerun skips them.
-Any row: ``intro-dgm reproduce benchmarks/diffusion_results.jsonl ROW_ID --out DIR``.
+Rows go to ``src/intro_dgm/stores/diffusion_results.jsonl`` as they finish; a rerun skips them.
+Any row: ``intro-dgm reproduce diffusion ROW_ID --out DIR``.
 """
 from __future__ import annotations
 
@@ -46,9 +46,10 @@ import argparse
 from pathlib import Path
 
 from intro_dgm.protocol import ResultsStore, RunSpec, markdown_table, run_missing
+from intro_dgm.runs.store import STORES_DIR
 from intro_dgm.training import TrainConfig
 
-RESULTS = Path(__file__).with_name("diffusion_results.jsonl")
+RESULTS = STORES_DIR / "diffusion_results.jsonl"
 SEEDS = (0, 1, 2)
 GROUPS = ("table", "objective", "schedules", "steps", "tuned-table", "tuned-start", "tuned-steps")
 STEPS = (5, 10, 20, 50, 100, 200, 500, 1000)

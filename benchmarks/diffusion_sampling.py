@@ -1,6 +1,6 @@
 """Time to sample 1,000 Digits images from a DDGM against the number of steps T.
 
-    .venv/bin/python benchmarks/diffusion_sampling.py   # writes benchmarks/diffusion_sampling.json
+    .venv/bin/python benchmarks/diffusion_sampling.py   # writes src/intro_dgm/stores/diffusion_sampling.json
 
 Target (the diffusion issue): 1,000 samples with T = 1000 in < 30 s on this CPU. Sampling
 costs T passes of the noise predictor whatever its weights, so the networks here are
@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 from intro_dgm.models import build_model
+from intro_dgm.runs.store import STORES_DIR
 
-OUT = Path(__file__).with_name("diffusion_sampling.json")
+OUT = STORES_DIR / "diffusion_sampling.json"  # read by 08c (load_measurement)
 STEPS = (10, 100, 1000)
 REPEATS = 5
 NETWORKS = {"linear (2x256)": {},

@@ -31,7 +31,8 @@ def test_a_data_initialised_prior_loads_without_the_data(tmp_path):
     data = torch.randint(0, 17, (40, 64)).float()
     config = VAEConfig(latent_dim=2, hidden=(8,), prior="vampprior",
                        prior_kwargs={"num_components": 4, "init": "data"})
-    model = build_vae(config, data=data)
+    model = build_vae(config)
+    model.initialise_from_data(data)
     save_checkpoint(tmp_path, "vae", config, model)
     loaded = load_model(tmp_path)
     assert torch.equal(loaded.prior.pseudo_inputs, model.prior.pseudo_inputs)

@@ -9,6 +9,7 @@ import torch
 
 import intro_dgm
 from intro_dgm import protocol
+from intro_dgm.runs import metrics, runner
 from intro_dgm.cli import main
 from intro_dgm.data import load_digits_split
 from intro_dgm.evaluation import iwae_log_likelihood
@@ -104,7 +105,7 @@ def test_a_diverged_run_exits_1_and_is_stored_as_failed(tmp_path, capsys, monkey
     def diverge(*args, **kwargs):
         raise NonFiniteLossError("the training loss became nan in epoch 1, batch 1")
 
-    monkeypatch.setattr(protocol, "fit", diverge)
+    monkeypatch.setattr(runner, "fit", diverge)
     results = tmp_path / "results.jsonl"
     assert main(_tiny(tmp_path / "run") + ["--results", str(results)]) == 1
     err = capsys.readouterr().err
@@ -166,7 +167,7 @@ def test_writes_nothing_when_the_run_fails(tmp_path, monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise ValueError("evaluation failed on purpose")
 
-    monkeypatch.setattr(protocol, "iwae_log_likelihood", broken)
+    monkeypatch.setattr(metrics, "iwae_log_likelihood", broken)
     out = tmp_path / "run"
     assert main(_tiny(out)) == 2
     assert "evaluation failed on purpose" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from intro_dgm import data as data_module
+from intro_dgm.data import fashion_mnist as fashion_mnist_module  # reads FASHION_MNIST_DEBIAN_DIR
 from intro_dgm.data import (DATA_DIR_ENV, DATASETS, FASHION_MNIST_DEBIAN_DIR,
                             FASHION_MNIST_FILES, FASHION_MNIST_TEST_SEED, TensorLoader,
                             binarise_pixels, fashion_mnist_split_indices, find_fashion_mnist,
@@ -57,7 +57,7 @@ def test_every_named_data_set_loads():
     toy = load_dataset("two-gaussians")
     assert toy.num_vals == 0 and toy.dim == 2  # real-valued: a Gaussian likelihood
     assert torch.equal(toy.test, two_gaussians_split(0.8).test)
-    with pytest.raises(ValueError, match="dataset must be one of digits, digits-binary"):
+    with pytest.raises(ValueError, match="^dataset must be one of digits, digits-binary, .*; got 'mnist-from-the-internet'$"):
         load_dataset("mnist-from-the-internet")
     half = load_dataset("two-gaussians", p=0.5)
     assert torch.equal(half.train, two_gaussians_split(0.5).train)
@@ -110,7 +110,7 @@ def synthetic_fashion(directory, n_train=12, n_test=5, compress=False, seed=0):
 def no_default_data(monkeypatch, tmp_path):
     """No $INTRO_DGM_DATA_DIR, an empty Debian location, and no torchvision."""
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
-    monkeypatch.setattr(data_module, "FASHION_MNIST_DEBIAN_DIR", tmp_path / "debian-empty")
+    monkeypatch.setattr(fashion_mnist_module, "FASHION_MNIST_DEBIAN_DIR", tmp_path / "debian-empty")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setitem(sys.modules, "torchvision", None)  # import torchvision -> ImportError
 
@@ -260,7 +260,7 @@ def test_where_the_files_are_looked_for(tmp_path, monkeypatch, no_default_data):
     assert find_fashion_mnist(tmp_path / "a")["test_labels"].parent == tmp_path / "a"  # argument first
     monkeypatch.delenv(DATA_DIR_ENV)
     synthetic_fashion(tmp_path / "debian")
-    monkeypatch.setattr(data_module, "FASHION_MNIST_DEBIAN_DIR", tmp_path / "debian")
+    monkeypatch.setattr(fashion_mnist_module, "FASHION_MNIST_DEBIAN_DIR", tmp_path / "debian")
     assert find_fashion_mnist()["train_labels"].parent == tmp_path / "debian"
     assert str(FASHION_MNIST_DEBIAN_DIR) == "/usr/share/datasets/fashion-mnist"
 

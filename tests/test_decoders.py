@@ -3,8 +3,9 @@ import pytest
 import torch
 import torch.distributions as td
 
-from intro_dgm.decoders import (BernoulliDecoder, CategoricalDecoder, GaussianDecoder,
-                                check_likelihood, make_decoder)
+from intro_dgm.decoders import (DECODERS, BernoulliDecoder, CategoricalDecoder, GaussianDecoder,
+                                make_decoder)
+from intro_dgm.data import LIKELIHOODS, check_likelihood
 from intro_dgm.models import VAEConfig
 
 
@@ -42,7 +43,7 @@ def test_a_config_that_cannot_work_is_refused():
         check_likelihood("bernoulli", 17)
     with pytest.raises(ValueError, match="num_vals must be 2"):
         VAEConfig(likelihood="bernoulli")  # num_vals defaults to 17
-    with pytest.raises(ValueError, match="likelihood must be one of"):
+    with pytest.raises(ValueError, match="^likelihood must be one of categorical, bernoulli, gaussian; got 'poisson'$"):
         make_decoder("poisson", 2, (8,), 5, 17)
     with pytest.raises(ValueError, match="num_vals must be an integer >= 2"):
         VAEConfig(num_vals=1)
@@ -59,3 +60,9 @@ def test_a_config_that_cannot_work_is_refused():
 def test_validate_names_the_problem(decoder, x, match):
     with pytest.raises(ValueError, match=match):
         decoder().validate(x)
+
+
+def test_one_decoder_for_every_likelihood_of_the_data_layer():
+    """The data layer names the likelihoods (and checks them against the data); the decoders
+    implement them: the two lists are one."""
+    assert tuple(DECODERS) == LIKELIHOODS

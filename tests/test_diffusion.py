@@ -8,7 +8,8 @@ import torch
 from intro_dgm.distributions import log_discretised_gaussian, log_normal_diag
 from intro_dgm.evaluation import elbo, iwae_log_likelihood
 from intro_dgm.models import MODELS, DiffusionConfig, build_model
-from intro_dgm.models.diffusion import DDGM, make_betas
+from intro_dgm.models.diffusion import DDGM
+from intro_dgm.models.schedules import make_betas
 from intro_dgm.nets import sinusoidal_embedding
 
 from helpers import randomise
@@ -97,11 +98,26 @@ def test_terms_add_up_and_every_network_trains(variant):
         missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
     assert not missing
     model.eval()
-    full = model.loss(x)
+    full = model.bound(x)
     terms = model.all_terms(x)
     assert (terms["kl"][:, 1:] >= 0).all() and (terms["kl"][:, 0] == 0).all()
     assert (full["kl_T"] >= 0).all()
-    assert torch.allclose(full["loss"], -full["elbo"])
+    assert torch.allclose(full["elbo"], full["rec"] - full["kl"])
+    assert torch.allclose(full["kl"], full["kl_T"] + full["kl_steps"])
+
+
+def test_loss_means_the_same_in_train_and_eval_mode():
+    """No hidden mode switch: the training objective is the one-step estimate in either mode
+    (same seed, same numbers); the full bound is asked for by name (``bound``)."""
+    model = _model(steps=5)
+    x = _pixels(8)
+    torch.manual_seed(3)
+    trained = model.train().loss(x)
+    torch.manual_seed(3)
+    evaluated = model.eval().loss(x)
+    for key in trained:
+        assert torch.equal(trained[key], evaluated[key]), key
+    assert "loss" not in model.bound(x)
 
 
 def test_the_kl_form_agrees_with_the_plain_elbo():
@@ -111,7 +127,7 @@ def test_the_kl_form_agrees_with_the_plain_elbo():
     x = _pixels(3)
     torch.manual_seed(0)
     with torch.no_grad():
-        kl_form = torch.stack([model.loss(x)["elbo"] for _ in range(1000)])
+        kl_form = torch.stack([model.bound(x)["elbo"] for _ in range(1000)])
         plain = model.log_weights(x, 20_000)
     se = (kl_form.var(0) / 1000 + plain.var(1) / 20_000).sqrt()
     # (the KL form is not always the less noisy one: it draws z_t afresh for every term,
@@ -125,9 +141,7 @@ def test_training_estimate_is_unbiased(step_sampling):
     x = _pixels(2)
     torch.manual_seed(0)
     with torch.no_grad():
-        model.eval()
-        full = model.loss(x.repeat(3000, 1))["elbo"].view(3000, -1).mean(0)
-        model.train()
+        full = model.bound(x.repeat(3000, 1))["elbo"].view(3000, -1).mean(0)
         one_term = torch.cat([model.loss(x.repeat(500, 1))["elbo"].view(500, -1) for _ in range(40)])
     se = one_term.std(0) / math.sqrt(len(one_term))
     assert ((one_term.mean(0) - full).abs() < 4 * se + 0.05).all()
@@ -188,7 +202,7 @@ def test_step_embedding():
     ({"objective": "mse"}, "objective must be one of elbo, simple"),
     ({"step_sampling": "sobol"}, "step_sampling must be one of uniform, stratified"),
     ({"data_term": "gaussian"}, "data_term must be one of discretised-gaussian, categorical"),
-    ({"likelihood": "poisson"}, "likelihood must be 'categorical' .integer pixels"),
+    ({"likelihood": "poisson"}, "likelihood must be one of categorical, bernoulli, gaussian; got 'poisson'"),
     ({"likelihood": "bernoulli"}, "a bernoulli decoder models binary pixels: num_vals must be 2"),
     ({"likelihood": "gaussian", "data_term": "categorical"}, "data_term 'categorical' needs integer"),
 ])
@@ -221,7 +235,7 @@ def test_real_valued_data_and_binary_pixels():
     x = torch.randn(50, 2) * 3
     assert torch.equal(model.rescale(x), x)
     with torch.no_grad():
-        out = model.loss(x)
+        out = model.bound(x)
         z_1 = model.q_sample(x, 1)
         mean, _ = model.p_mean_variance(z_1, 1)
         data_term = model.log_px_given_z1(x, z_1)

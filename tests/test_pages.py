@@ -54,10 +54,11 @@ def test_markdown_cells_are_short(path):
 
 
 def _stores_read(path):
-    """The results stores (``benchmarks/*_results.jsonl``) a notebook's code cells name."""
+    """The results stores a notebook's code cells open (``open_store("NAME")``), as file names
+    (``NAME_results.jsonl``)."""
     cells = json.loads(path.read_text())["cells"]
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
-    return set(re.findall(r"(\w+_results\.jsonl)", code))
+    return {f"{name}_results.jsonl" for name in re.findall(r'open_store\("(\w+)"\)', code)}
 
 
 def _intro_store_list():

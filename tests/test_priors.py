@@ -147,20 +147,25 @@ def test_vampprior_is_the_mixture_of_the_encoders_gaussians_at_the_pseudo_inputs
 def test_vampprior_data_initialisation_is_used_and_checked():
     data = torch.randint(0, 17, (40, 64)).float()
     torch.manual_seed(0)
-    prior = VampPrior(_encoder(), 64, num_components=8, init="data", data=data)
+    prior = VampPrior(_encoder(), 64, num_components=8, init="data")
+    with pytest.raises(RuntimeError, match="initialise_from_data"):
+        prior.log_prob(torch.zeros(2, 2))  # the placeholder is never used silently
+    prior.initialise_from_data(data)
     # Every pseudo-input is one of the training rows (and they are distinct rows).
     matches = (prior.pseudo_inputs[:, None, :] == data[None]).all(-1)
     assert matches.any(1).all() and matches.float().argmax(1).unique().numel() == 8
-    with pytest.raises(ValueError, match="data"):
-        VampPrior(_encoder(), 64, num_components=8, init="data")
-    with pytest.raises(ValueError, match="data"):
-        VampPrior(_encoder(), 64, num_components=8, init="data", data=data[:, :10])
+    assert torch.isfinite(prior.log_prob(torch.zeros(2, 2))).all()
+    with pytest.raises(ValueError, match="x must have size 64"):
+        VampPrior(_encoder(), 64, num_components=8, init="data").initialise_from_data(data[:, :10])
     with pytest.raises(ValueError, match="num_components"):
-        VampPrior(_encoder(), 64, num_components=80, init="data", data=data)
-    with pytest.raises(ValueError, match="init='data'"):
-        VampPrior(_encoder(), 64, num_components=8, data=data)  # would be silently ignored
+        VampPrior(_encoder(), 64, num_components=80, init="data").initialise_from_data(data)
     with pytest.raises(ValueError, match="init"):
         VampPrior(_encoder(), 64, num_components=8, init="kmeans")
+    # a randomly initialised prior has nothing to take from the data
+    random = VampPrior(_encoder(), 64, num_components=8, input_range=(0, 16))
+    before = random.pseudo_inputs.detach().clone()
+    random.initialise_from_data(data)
+    assert torch.equal(random.pseudo_inputs, before)
 
 
 def test_flow_prior_is_the_change_of_variables():
@@ -256,7 +261,7 @@ def test_mixture_log_prob_in_chunks_equals_one_pass():
     (lambda: MoGPrior(2, num_components=2, weights=torch.tensor([0.3, 0.3])), "weights"),
     (lambda: GTMPrior(2, num_components=10), "num_components"),
     (lambda: MoGPrior(2).sample(0), "n must be an integer >= 1"),
-    (lambda: make_prior("gaussian", 2), "prior"),
+    (lambda: make_prior("gaussian", 2), "^prior must be one of standard, mog, .*; got 'gaussian'$"),
     (lambda: make_prior("vampprior", 2), "encoder"),
     # Built directly, a pseudo-input prior must be told the range of the data.
     (lambda: VampPrior(_encoder(), 64), "input_range is required"),

@@ -138,30 +138,66 @@ def test_ci_calls_the_readme_test_command():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
-#: The package's modules, bottom to top: each may import only modules before it (the
-#: package docstring states the same order).
+#: The package's layers, bottom to top: each may import only layers before it (the package
+#: docstring states the same order). A layer is a module, or a subpackage as a whole (its
+#: modules import one another with level-1 relative imports).
 ORDER = ["utils", "distributions", "data", "nets", "plotting", "flows", "priors", "posteriors",
-         "encoders", "decoders", "models", "training", "evaluation", "analysis", "protocol",
-         "checkpoints", "widgets", "cli"]
+         "encoders", "decoders", "models", "training", "evaluation", "ood", "analysis", "runs",
+         "protocol", "checkpoints", "widgets", "cli"]
+PACKAGE = ROOT / "src" / "intro_dgm"
+
+
+def _layer(path: Path) -> str:
+    """The layer of a file of the package: its subpackage's name, or the module's own."""
+    parts = path.relative_to(PACKAGE).parts
+    return parts[0] if len(parts) > 1 else path.stem
+
+
+def layer_imports(path: Path) -> list[str]:
+    """The layers ``path`` imports with relative imports, leaving out those of its own
+    subpackage (level 1 inside a subpackage) and names that are not modules of the package
+    (``from . import __version__``)."""
+    import ast
+
+    depth = len(path.relative_to(PACKAGE).parts) - 1  # 0: a module, 1: in a subpackage
+    targets = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.ImportFrom) or not node.level:
+            continue
+        if depth and node.level == 1:
+            continue  # one module of a subpackage importing another
+        assert node.level == depth + 1, \
+            f"{path.relative_to(ROOT)}: a relative import of level {node.level} leaves the package"
+        names = [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
+        targets += [n for n in names if n in ORDER]
+    return targets
 
 
 def test_the_import_graph_flows_one_way():
-    import ast
-
-    src = ROOT / "src" / "intro_dgm"
-    files = [p for p in src.rglob("*.py") if p != src / "__init__.py"]
+    files = [p for p in PACKAGE.rglob("*.py") if p != PACKAGE / "__init__.py"]
     for path in files:
-        inside_models = path.parent.name == "models"
-        name = "models" if inside_models else path.stem
+        name = _layer(path)
         assert name in ORDER, f"{path.relative_to(ROOT)} is not placed in ORDER"
-        for node in ast.walk(ast.parse(path.read_text())):
-            if not isinstance(node, ast.ImportFrom) or not node.level or node.module is None:
-                continue
-            if inside_models and node.level == 1:
-                continue  # one module of the models package importing another
-            target = node.module.split(".")[0]
+        for target in layer_imports(path):
             assert ORDER.index(target) < ORDER.index(name), \
                 f"{path.relative_to(ROOT)} imports {target}, which is not below it"
+
+
+#: The most lines a module may have: past it, it holds more than one idea; split it.
+MAX_MODULE_LINES = 400
+
+
+def modules_over(limit: int) -> dict[str, int]:
+    """The package's modules longer than ``limit`` lines: path -> number of lines."""
+    lengths = {str(p.relative_to(ROOT)): len(p.read_text().splitlines())
+               for p in sorted(PACKAGE.rglob("*.py"))}
+    return {path: n for path, n in lengths.items() if n > limit}
+
+
+def test_no_module_exceeds_the_line_limit():
+    long = modules_over(MAX_MODULE_LINES)
+    assert not long, (f"modules over {MAX_MODULE_LINES} lines; split each into modules that "
+                      f"hold one idea: {long}")
 
 
 # ------------------------------------------------------------------ CUDA (e.g. Colab's GPU)
@@ -285,3 +321,35 @@ def test_notebooks_move_fitted_models_back_to_the_cpu(path):
     assert not bad, (f"{path.name}: fit() leaves the model on the training device (CUDA when "
                      f"there is one); move it back with model.cpu() before calling it on CPU "
                      f"tensors: {bad}")
+
+
+# ------------------------------------------------------------------ registries
+#: Every registry of the package (names -> things), as ``module:NAME``.
+REGISTRIES = ["intro_dgm.models:MODELS", "intro_dgm.priors:PRIORS",
+              "intro_dgm.encoders:POSTERIORS", "intro_dgm.decoders:DECODERS",
+              "intro_dgm.training:OPTIMIZERS", "intro_dgm.runs.metrics:EXTRA_METRICS",
+              "intro_dgm.data:DATASETS", "intro_dgm.models.schedules:SCHEDULES"]
+
+
+@pytest.mark.parametrize("where", REGISTRIES)
+def test_every_registry_answers_an_unknown_name_the_same_way(where):
+    import importlib
+
+    from intro_dgm.utils import Registry
+
+    module, name = where.split(":")
+    reg = getattr(importlib.import_module(module), name)
+    assert isinstance(reg, Registry), f"{where} is a {type(reg).__name__}, not a Registry"
+    assert len(reg) > 0, f"{where} is empty"
+    message = f"{reg.kind} must be one of {', '.join(reg)}; got 'no-such-name'"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        reg["no-such-name"]
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        reg.lookup("no-such-name")
+    before = dict(reg)
+    existing = next(iter(reg))
+    with pytest.raises(ValueError, match="registered already"):
+        reg.register(existing, reg[existing])
+    with pytest.raises(TypeError, match="register"):
+        reg[existing] = reg[existing]
+    assert dict(reg) == before

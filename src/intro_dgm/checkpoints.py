@@ -53,11 +53,8 @@ def load_model(directory) -> torch.nn.Module:
     """Rebuild the trained model from ``DIR/checkpoint.pt``, in eval mode, on the CPU."""
     payload = load_checkpoint(directory)
     config = config_from_dict(payload["model"], payload["config"])
-    if getattr(config, "needs_data", False):
-        # The pseudo-inputs' trained values come from the state_dict below; how they were
-        # initialised no longer matters, and the training data is not needed to load.
-        config = dataclasses.replace(config, prior_kwargs={**config.prior_kwargs,
-                                                           "init": "random"})
+    # A data-initialised part (pseudo-inputs) is a placeholder until the trained values of
+    # the state_dict replace it: loading needs no training data.
     model = build_model(payload["model"], config)
     model.load_state_dict(payload["state_dict"])
     return model.eval()

@@ -38,7 +38,7 @@ from .models import MODELS, model_entry
 from .encoders import POSTERIORS
 from .priors import PRIORS
 from .protocol import (DATA_FIELDS, EXTRA_METRICS, ResultsStore, RunSpec, evaluate,
-                       markdown_table, run_and_store)
+                       markdown_table, run_and_store, store_path)
 from .training import TrainConfig
 from .utils import seed_everything
 
@@ -128,7 +128,7 @@ def _part_flag(part: str, name: str) -> str:
 def _model_fields() -> dict[str, str]:
     """Every command-line field of every registered model's config: name -> annotation."""
     fields = {}
-    for config_cls, _ in MODELS.values():
+    for config_cls, *_ in MODELS.values():
         for f in dataclasses.fields(config_cls):
             if f.name not in DATA_FIELDS:
                 fields.setdefault(f.name, f.type)
@@ -181,14 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(e)
 
     r = sub.add_parser("reproduce", help="re-run a stored row; print stored and new metrics")
-    r.add_argument("results", type=Path)
+    r.add_argument("results", type=_results_file,
+                   help="a results file, or the name of one of the book's stores (e.g. priors)")
     r.add_argument("row_id")
     r.add_argument("--out", required=True, help="output directory for the new run")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_data_dir(r)
 
     b = sub.add_parser("table", help="mean ± sd over seeds of a results file, as markdown")
-    b.add_argument("results", type=Path)
+    b.add_argument("results", type=_results_file,
+                   help="a results file, or the name of one of the book's stores (e.g. priors)")
     b.add_argument("--group-by", nargs="+", default=None,
                    help="dotted spec keys, e.g. model_config.prior train.warmup_epochs "
                         "(default: every key that varies, the seed excepted)")
@@ -229,7 +231,7 @@ def spec_from_args(args) -> RunSpec:
                            f"{exc.lineno}")
         return RunSpec.from_dict(values)
     model = run_opts.get("model", "vae")
-    config_cls = model_entry(model)[0]
+    config_cls = model_entry(model).config
     accepted = {f.name for f in dataclasses.fields(config_cls)}
     for name in model_cfg:
         if name not in accepted:
@@ -296,6 +298,18 @@ def evaluate_checkpoint(args) -> dict:
                          **spec.get("dataset_options", {}))
     seed_everything(args.seed)
     return evaluate(model, split, args.k, args.seed)
+
+
+def _results_file(value: str) -> Path:
+    """A results file's path, or the name of one of the book's stores (``priors``, ...), which
+    travel with the package (:func:`~intro_dgm.runs.store.store_path`)."""
+    path = Path(value)
+    if path.exists() or path.suffix or len(path.parts) > 1:
+        return path
+    try:
+        return store_path(value)
+    except FileNotFoundError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _is_timing(key: str) -> bool:

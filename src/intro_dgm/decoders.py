@@ -13,9 +13,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .data import check_likelihood
 from .distributions import log_bernoulli, log_categorical, log_normal_diag
 from .nets import mlp
-from .utils import check_int, check_tensor
+from .utils import Registry, check_int, check_tensor
 
 
 def check_pixels(x: torch.Tensor, num_vals: int, dim: int) -> None:
@@ -115,30 +116,17 @@ class GaussianDecoder(Decoder):
         return self.net(z)
 
 
-#: likelihood name -> decoder class (the ``likelihood`` field of a model config).
-DECODERS = {"categorical": CategoricalDecoder, "bernoulli": BernoulliDecoder,
-            "gaussian": GaussianDecoder}
-
-
-def check_likelihood(likelihood: str, num_vals: int) -> None:
-    """Raise a clear error unless ``likelihood`` can model data with ``num_vals`` values.
-
-    ``categorical`` needs at least 2 values, ``bernoulli`` exactly 2; ``gaussian`` is for
-    real-valued data and ignores ``num_vals``.
-    """
-    if likelihood not in DECODERS:
-        raise ValueError(f"likelihood must be one of {', '.join(DECODERS)}; got {likelihood!r}")
-    if likelihood == "gaussian":
-        return
-    check_int(num_vals, "num_vals", minimum=2)
-    if likelihood == "bernoulli" and num_vals != 2:
-        raise ValueError(f"a bernoulli decoder models binary pixels: num_vals must be 2, got "
-                         f"{num_vals} (use likelihood='categorical' for {num_vals} values)")
+#: likelihood name -> decoder class (the ``likelihood`` field of a model config): one decoder
+#: for each of the likelihoods the data layer knows (:data:`~intro_dgm.data.LIKELIHOODS`).
+DECODERS = Registry("likelihood", {"categorical": CategoricalDecoder,
+                                   "bernoulli": BernoulliDecoder, "gaussian": GaussianDecoder})
 
 
 def make_decoder(likelihood: str, latent_dim: int, hidden, input_dim: int,
                  num_vals: int) -> Decoder:
-    """The book's MLP decoder ``latent_dim -> hidden -> ...`` for one of :data:`DECODERS`."""
+    """The book's MLP decoder ``latent_dim -> hidden -> ...`` for one of :data:`DECODERS`
+    (the likelihood checked against the data by :func:`~intro_dgm.data.check_likelihood`)."""
+    DECODERS.lookup(likelihood)  # the registry's message for an unknown name
     check_likelihood(likelihood, num_vals)
     hidden = tuple(hidden)
     if likelihood == "categorical":

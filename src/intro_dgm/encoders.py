@@ -9,8 +9,9 @@ r"""Encoders: networks that map a batch ``x`` to a posterior object :math:`q_\ph
   hyperspherical VAE, Davidson et al., 2018; use it with the ``uniform-sphere`` prior).
 
 Every encoder names the family of what it returns in ``posterior_cls`` (which decides
-whether the model can use a closed-form KL). :data:`POSTERIORS` maps the names a model
-config uses (``posterior="householder"``) to a builder; :func:`make_encoder` builds one.
+whether the model can use a closed-form KL). :data:`POSTERIORS`, the one list of posterior
+families, maps the names a model config uses (``posterior="householder"``) to a builder;
+:func:`make_encoder` builds one.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from torch import nn
 from .flows import Householder, Sylvester
 from .nets import mlp
 from .posteriors import DiagonalGaussian, FlowPosterior, VonMisesFisherPosterior
-from .utils import check_int
+from .utils import Registry, check_int
 
 
 class GaussianEncoder(nn.Module):
@@ -218,13 +219,15 @@ class VonMisesFisherEncoder(nn.Module):
         return VonMisesFisherPosterior(mu, F.softplus(c) + self.KAPPA_MIN)
 
 
-#: The posterior families a model config names (``posterior=...``): name -> (encoder class,
+#: The one list of posterior families: every name a model config's ``posterior=...`` (and the
+#: CLI's ``--posterior``) accepts is registered here and nowhere else. Name -> (encoder class,
 #: fixed options); the class's ``from_mlp`` builds it, its other options come from the
-#: config's ``posterior_kwargs``.
-POSTERIORS = {"gaussian": (GaussianEncoder, {}), "householder": (HouseholderEncoder, {}),
-              **{f"sylvester-{kind}": (SylvesterEncoder, {"kind": kind})
-                 for kind in Sylvester.KINDS},
-              "vmf": (VonMisesFisherEncoder, {})}
+#: config's ``posterior_kwargs``. (:mod:`intro_dgm.posteriors` holds the distributions the
+#: encoders return, not this list.)
+POSTERIORS = Registry("posterior", {
+    "gaussian": (GaussianEncoder, {}), "householder": (HouseholderEncoder, {}),
+    **{f"sylvester-{kind}": (SylvesterEncoder, {"kind": kind}) for kind in Sylvester.KINDS},
+    "vmf": (VonMisesFisherEncoder, {})})
 
 
 def _upper(values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, m: int) -> torch.Tensor:
@@ -244,9 +247,7 @@ def _body(input_layer: nn.Module, input_dim: int, hidden: Sequence[int]) -> nn.M
 def make_encoder(posterior: str, input_layer: nn.Module, input_dim: int, hidden: Sequence[int],
                  latent_dim: int, **options) -> nn.Module:
     """The encoder of the posterior family ``posterior`` (one of :data:`POSTERIORS`)."""
-    if posterior not in POSTERIORS:
-        raise ValueError(f"posterior must be one of {', '.join(POSTERIORS)}; got {posterior!r}")
-    cls, fixed = POSTERIORS[posterior]
+    cls, fixed = POSTERIORS.lookup(posterior)
     takes = set(inspect.signature(cls.from_mlp).parameters) - set(fixed) - {
         "input_layer", "input_dim", "hidden", "latent_dim"}
     bad = sorted(set(options) - takes)

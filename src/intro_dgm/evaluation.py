@@ -10,12 +10,14 @@ r"""Evaluation under one protocol for every model (nats per example unless state
   in chunks of samples with a running ``logsumexp``, so S=5000 needs the memory of one chunk.
 * :class:`SampleScorer` -- a classifier-based proxy for the quality of generated images.
 * :func:`bits_per_dim`, :func:`active_units` (:func:`active_units_per_level`).
-* :func:`auroc` -- how well a score separates two sets (out-of-distribution detection);
-  :func:`boundary_length` and :func:`compressed_bits` -- two measures of a binary image's
-  complexity, which a likelihood mixes with how typical the image is.
 
-A model needs ``loss(x)`` (dict of ``(B,)`` terms), ``log_weights(x, k) -> (B, k)`` and, for
-the active units, ``posterior_means(x)`` (level name -> posterior means). Every function leaves the model in the
+The out-of-distribution scores (:func:`~intro_dgm.ood.auroc`, the complexity measures
+:func:`~intro_dgm.ood.boundary_length` and :func:`~intro_dgm.ood.compressed_bits`) are in
+:mod:`intro_dgm.ood`.
+
+A model is used through the interface of :mod:`intro_dgm.models.base`: ``bound(x)`` (dict of
+``(B,)`` terms), ``log_weights(x, k) -> (B, k)`` and, for the active units of a
+latent-variable model, ``posterior_means(x)`` (level name -> posterior means). Every function leaves the model in the
 training mode it found it in. The single-latent diagnostics (ELBO decomposition, holes,
 density grids) are in :mod:`intro_dgm.analysis`.
 """
@@ -31,12 +33,13 @@ from .utils import check_int, check_tensor, eval_mode, module_device
 
 @torch.no_grad()
 def elbo(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Per-example single-sample ELBO ``(N,)`` (in eval mode)."""
+    """Per-example ELBO ``(N,)``, ``model.bound(x)["elbo"]`` (in eval mode): for most models a
+    single-sample estimate, for a diffusion model every term of its chain."""
     check_tensor(x, "x", ndim=2)
     check_int(batch_size, "batch_size", minimum=1)
     dev = module_device(model)
     with eval_mode(model):
-        return torch.cat([model.loss(x[i:i + batch_size].to(dev))["elbo"].cpu()
+        return torch.cat([model.bound(x[i:i + batch_size].to(dev))["elbo"].cpu()
                           for i in range(0, x.shape[0], batch_size)])
 
 
@@ -79,64 +82,6 @@ def iwae_log_likelihood(model: nn.Module, x: torch.Tensor, k: int = 1000,
 def bits_per_dim(nll_nats: torch.Tensor | float, dim: int) -> torch.Tensor | float:
     """Convert a negative log-likelihood in nats per example to bits per dimension."""
     return nll_nats / (dim * math.log(2.0))
-
-
-def auroc(scores_in, scores_out) -> float:
-    r"""Area under the ROC curve of a score meant to be higher in-distribution:
-    :math:`P(s_\mathrm{in} > s_\mathrm{out}) + \tfrac12 P(s_\mathrm{in} = s_\mathrm{out})`
-    for one score drawn from each set (1: every in-distribution example scores higher; 0.5:
-    no better than a coin; below 0.5: the score prefers the other set).
-
-    Computed from ranks (the Mann-Whitney U statistic, ties given their mean rank) in
-    :math:`O(n \log n)`, rather than from all :math:`n_\mathrm{in} n_\mathrm{out}` pairs.
-    """
-    import numpy as np
-    from scipy.stats import rankdata
-
-    a = np.asarray(scores_in.cpu() if isinstance(scores_in, torch.Tensor) else scores_in,
-                   dtype=np.float64).ravel()
-    b = np.asarray(scores_out.cpu() if isinstance(scores_out, torch.Tensor) else scores_out,
-                   dtype=np.float64).ravel()
-    for name, v in (("scores_in", a), ("scores_out", b)):
-        if v.size == 0 or not np.isfinite(v).all():
-            raise ValueError(f"{name} must be a non-empty array of finite scores")
-    ranks = rankdata(np.concatenate([a, b]))  # 1-based, ties averaged
-    u = ranks[:a.size].sum() - a.size * (a.size + 1) / 2  # pairs with s_in > s_out (+ ties/2)
-    return float(u / (a.size * b.size))
-
-
-def boundary_length(x: torch.Tensor, image_shape: tuple[int, int]) -> torch.Tensor:
-    """Per binary image (rows of ``x``), the number of horizontally or vertically adjacent
-    pixel pairs that differ: the length of the boundary between ink and background, in
-    pixel edges (a single pixel of ink alone has 4; a k x k square away from the border 4k).
-    Returns int64 ``(N,)``."""
-    check_tensor(x, "x", ndim=2, floating=False)
-    if len(image_shape) != 2 or image_shape[0] * image_shape[1] != x.shape[1]:
-        raise ValueError(f"image_shape must be (height, width) with height * width = "
-                         f"{x.shape[1]} (the columns of x), got {image_shape}")
-    if not ((x == 0) | (x == 1)).all():
-        raise ValueError("x must be binary images (0/1 pixels)")
-    img = x.reshape(-1, *image_shape).to(torch.int64)
-    return ((img[:, 1:, :] != img[:, :-1, :]).sum((1, 2))
-            + (img[:, :, 1:] != img[:, :, :-1]).sum((1, 2)))
-
-
-def compressed_bits(x: torch.Tensor) -> torch.Tensor:
-    """Per binary image (rows of ``x``), its size in bits compressed by zlib at level 9, one
-    byte per pixel (as an 8-bit image file would hold it; packing 8 pixels to a byte would
-    break the image's rows, 28 pixels = 3.5 bytes, out of step with the bytes and hide their
-    repeats from zlib): a generic compressor's measure of the image's complexity (Serra et
-    al., 2020). A code of ``L`` bits is a probability ``2**-L``, so this is a generic density
-    model's ``-log2 p(x)``. Returns int64 ``(N,)``."""
-    import zlib
-
-    import numpy as np
-
-    check_tensor(x, "x", ndim=2, floating=False)
-    if not ((x == 0) | (x == 1)).all():
-        raise ValueError("x must be binary images (0/1 pixels)")
-    pixels = x.detach().cpu().numpy().astype(np.uint8)
-    return torch.tensor([8 * len(zlib.compress(row.tobytes(), 9)) for row in pixels])
 
 
 @torch.no_grad()

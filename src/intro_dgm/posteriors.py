@@ -14,6 +14,8 @@ The model asks :func:`analytic_kl` for a closed-form KL against its prior and fa
 to the Monte Carlo estimate ``log_q - ln p(z)`` otherwise; pairs with a closed form are
 registered here (:func:`register_analytic_kl`), so a prior never needs to know which
 family the posterior belongs to.
+
+The posterior families a model can name are listed once, in :data:`intro_dgm.encoders.POSTERIORS`.
 """
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """``fit``: the one training loop of the package (early stopping, best weights, progress bar).
 
-``fit`` talks to a model through a single method, ``model.loss(x, beta=1.0)``, which returns
-a dict of per-example tensors ``(B,)`` holding at least ``"loss"`` (what is minimised) and
-``"elbo"`` (what selects the best epoch). Every model in the package provides it. The
+``fit`` talks to a model through the interface of :mod:`intro_dgm.models.base`:
+``model.loss(x, beta)`` returns a dict of per-example tensors ``(B,)`` holding at least
+``"loss"`` (what is minimised), ``model.bound(x)["elbo"]`` on the validation set selects the
+best epoch, and ``model.kl_groups`` names the KL terms that free bits floor. The
 hyperparameters live in a :class:`TrainConfig`, which every checkpoint and every results row
 stores.
 """
@@ -17,9 +18,11 @@ import torch
 from torch import nn
 
 from .data import TensorLoader
-from .utils import check_int, get_device, module_device, seed_everything
+from .utils import Registry, check_int, get_device, module_device, seed_everything
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax, "adamw": torch.optim.AdamW}
+#: optimisers by name (a training config's ``optimizer``)
+OPTIMIZERS = Registry("optimizer", {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax,
+                                   "adamw": torch.optim.AdamW})
 
 
 @dataclass
@@ -53,9 +56,7 @@ class TrainConfig:
     free_bits: float = 0.0
 
     def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; "
-                             f"got {self.optimizer!r}")
+        OPTIMIZERS.lookup(self.optimizer)  # a clear error for an unknown name
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
             raise ValueError(f"lr must be a number > 0, got {self.lr!r}")
         self.lr = float(self.lr)
@@ -113,7 +114,7 @@ def objective(model: nn.Module, terms: dict, beta: float, free_bits: float) -> t
     \overline{\mathrm{KL}_g})` over the model's ``kl_groups`` (see :class:`TrainConfig`)."""
     if not free_bits:
         return terms["loss"].mean()
-    groups = getattr(model, "kl_groups", None)
+    groups = model.kl_groups
     if not groups:
         raise ValueError(f"free_bits needs a model with kl_groups (KL term -> latent size); "
                          f"{type(model).__name__} has none")
@@ -132,8 +133,8 @@ def _terms(model: nn.Module, x: torch.Tensor, beta: float) -> dict:
 
 @torch.no_grad()
 def mean_neg_elbo(model: nn.Module, loader, device: torch.device | str | None = None) -> float:
-    """Mean of ``-model.loss(x)["elbo"]`` (``beta = 1``, eval mode) over every example the
-    loader yields; the model's training mode is restored afterwards."""
+    """Mean of ``-model.bound(x)["elbo"]`` (eval mode) over every example the loader yields;
+    the model's training mode is restored afterwards."""
     device = torch.device(device) if device is not None else module_device(model)
     was_training = model.training
     model.eval()
@@ -141,7 +142,7 @@ def mean_neg_elbo(model: nn.Module, loader, device: torch.device | str | None = 
         total, count = 0.0, 0
         for x in loader:
             x = x.to(device)
-            total -= _terms(model, x, 1.0)["elbo"].sum().item()
+            total -= model.bound(x)["elbo"].sum().item()
             count += x.shape[0]
     finally:
         model.train(was_training)
@@ -160,14 +161,15 @@ def fit(model: nn.Module, train, val, config: TrainConfig | None = None, *,
     """Train ``model`` by minimising the mean of ``model.loss(x, beta)["loss"]`` (with
     ``config.free_bits``, the floored objective of :func:`objective`).
 
-    Early stopping: after every epoch the validation ``-ELBO`` (``beta = 1``, whatever the
+    Early stopping: after every epoch the validation ``-ELBO`` (``model.bound``, whatever the
     training objective) is computed; training stops when it has not improved for
     ``config.patience`` epochs, and the weights of the best epoch are put back into
     ``model`` before returning. The patience counter starts once a KL warm-up is over:
     while ``beta < 1`` the validation -ELBO is expected to rise.
 
     Args:
-        model: any module with ``loss(x, beta=1.0) -> {"loss": (B,), "elbo": (B,), ...}``.
+        model: a :class:`~intro_dgm.models.base.GenerativeModel` (``loss``, ``bound``,
+            ``kl_groups``).
         train: a tensor ``(N, D)`` (batched here: shuffled every epoch, ``config.batch_size``
             rows per batch) or an iterable of batches (e.g. :class:`~intro_dgm.data.TensorLoader`).
         val: a tensor or an iterable of batches; its -ELBO selects the best epoch.

@@ -82,6 +82,14 @@ def check_int(value, name: str, minimum: int | None = None) -> int:
     return int(value)
 
 
+def check_choice(value, name: str, allowed) -> str:
+    """Raise a clear error unless ``value`` is one of ``allowed`` (a fixed set of options that
+    is not a registry, e.g. a model's variance choices); returns ``value``."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
 def check_fields(cls, values, what: str) -> dict:
     """Raise a clear error unless ``values`` is a dict whose keys are fields of dataclass ``cls``
     (``what`` names it in the message, e.g. ``"run spec"``); returns ``values``."""
@@ -149,3 +157,54 @@ def atomic_write(path, write: Callable[[Path], None]) -> Path:
 def atomic_write_text(path, text: str) -> Path:
     """:func:`atomic_write` of a text file."""
     return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+class Registry(dict):
+    """Names -> things (models, priors, decoders, optimisers, data sets, schedules, ...): a
+    ``dict`` with one way to add an entry and one message for an unknown name.
+
+    ``REG[name]`` and ``REG.lookup(name)`` raise ``ValueError("<kind> must be one of a, b, c;
+    got 'x'")`` for a name that is not registered, so every registry in the package answers a
+    typo the same way; ``REG.register(name, value)`` adds an entry (or, with ``value``
+    omitted, decorates a function or class) and refuses a name already taken. A registry may
+    be given a ``check(name, value)`` that every entry must pass when it is registered (e.g.
+    the model registry refuses a class that does not implement the model interface).
+
+    Args:
+        kind: what the names name, as an argument would say it (``"prior"``, ``"model"``).
+        entries: initial ``{name: value}`` (each registered, so each is checked).
+        check: ``check(name, value)`` raising on an entry that may not be registered.
+    """
+
+    def __init__(self, kind: str, entries: dict | None = None,
+                 check: Callable[[str, object], None] | None = None):
+        super().__init__()
+        self.kind, self._check = kind, check
+        for name, value in (entries or {}).items():
+            self.register(name, value)
+
+    def register(self, name: str, value=None):
+        """Add ``name -> value``; without ``value``, a decorator that registers its target."""
+        if value is None:
+            def decorate(target):
+                self.register(name, target)
+                return target
+            return decorate
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a {self.kind} name must be a non-empty string, got {name!r}")
+        if name in self:
+            raise ValueError(f"{self.kind} {name!r} is registered already")
+        if self._check is not None:
+            self._check(name, value)
+        super().__setitem__(name, value)
+        return value
+
+    def __setitem__(self, name, value):  # one way to register
+        raise TypeError(f"register a {self.kind} with .register({name!r}, ...)")
+
+    def __missing__(self, name):
+        raise ValueError(f"{self.kind} must be one of {', '.join(self)}; got {name!r}")
+
+    def lookup(self, name: str):
+        """The entry registered as ``name`` (the unknown-name message otherwise)."""
+        return self[name]

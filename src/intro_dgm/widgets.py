@@ -95,7 +95,9 @@ class DiffusionExplorer:
     """
 
     def __init__(self, model, x: torch.Tensor, image_shape=(8, 8)):
-        if not hasattr(model, "q_sample") or getattr(model, "num_vals", None) is None:
+        from .models import DDGM
+
+        if not isinstance(model, DDGM) or model.num_vals is None:
             raise ValueError("model must be a diffusion model (DDGM) of images with integer pixels")
         import ipywidgets as w
 

@@ -28,79 +28,25 @@ Buffers and methods are named after these formulas (``betas``, ``alphas_cumprod`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..decoders import CategoricalDecoder, check_likelihood, check_pixels
-from ..distributions import kl_normal_diag, log_discretised_gaussian, log_normal_diag
-from ..nets import mlp, sinusoidal_embedding
-from ..utils import check_int, check_tensor
+from ..decoders import CategoricalDecoder, check_pixels
+from ..distributions import (discretised_gaussian_probs, kl_normal_diag,
+                             log_discretised_gaussian, log_normal_diag)
+from ..nets import sinusoidal_embedding
+from ..utils import check_choice, check_int, check_tensor
+from .base import GenerativeModel
 
-#: noise schedules by name (see :func:`make_betas`)
-SCHEDULES = ("linear", "constant", "cosine", "log-snr")
-#: the data term p(x|z_1)
-DATA_TERMS = ("discretised-gaussian", "categorical")
-#: the variance sigma_t^2 of p(z_{t-1}|z_t): the forward posterior's or beta_t
-VARIANCES = ("posterior", "beta")
-#: what a training step minimises
-OBJECTIVES = ("elbo", "simple")
-#: how a training batch draws its steps t (see :meth:`DDGM.draw_steps`)
-STEP_SAMPLING = ("uniform", "stratified")
+#: A DDGM's choices: the data term p(x|z_1); the variance sigma_t^2 of p(z_{t-1}|z_t) (the
+#: forward posterior's or beta_t); what a training step minimises; how a training batch draws
+#: its steps t (see :meth:`DDGM.draw_steps`).
+DATA_TERMS, VARIANCES = ("discretised-gaussian", "categorical"), ("posterior", "beta")
+OBJECTIVES, STEP_SAMPLING = ("elbo", "simple"), ("uniform", "stratified")
 
 
-def _check_beta(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
-    return float(value)
-
-
-def make_betas(schedule: str, steps: int, beta_1: float | None = None,
-               beta_T: float | None = None, log_snr_1: float | None = None,
-               log_snr_T: float | None = None) -> torch.Tensor:
-    r"""The noise schedule :math:`\beta_1..\beta_T` (float64, shape ``(T,)``).
-
-    * ``linear``: :math:`\beta_t` evenly from ``beta_1`` to ``beta_T`` (Ho et al., 2020:
-      1e-4 to 0.02 for T = 1000; the defaults scale both by 1000/T, capped at 0.999, so a
-      short chain covers the same total noise);
-    * ``constant``: :math:`\beta_t = ` ``beta_1`` for every t (the book's Example 4.1);
-    * ``cosine``: :math:`\bar\alpha_t = f(t)/f(0)`, :math:`f(t) = \cos^2\big(\frac{t/T + s}{1+s}
-      \frac\pi2\big)`, s = 0.008, each :math:`\beta_t` capped at 0.999 (Nichol & Dhariwal, 2021);
-    * ``log-snr``: the log signal-to-noise ratio :math:`\rho_t = \ln\frac{\bar\alpha_t}
-      {1-\bar\alpha_t}` falls linearly from ``log_snr_1`` (default 10) to ``log_snr_T``
-      (default -10), so :math:`\bar\alpha_t = \mathrm{sigmoid}(\rho_t)`.
-    """
-    T = check_int(steps, "steps", minimum=1)
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
-    t = torch.arange(1, T + 1, dtype=torch.float64)
-    if schedule in ("linear", "constant"):
-        b1 = _check_beta(min(1e-4 * 1000 / T, 0.999) if beta_1 is None else beta_1, "beta_1")
-        if schedule == "constant":
-            if beta_T is not None:
-                raise ValueError("beta_T does not apply to the constant schedule (use beta_1)")
-            return torch.full((T,), b1, dtype=torch.float64)
-        bT = _check_beta(min(0.02 * 1000 / T, 0.999) if beta_T is None else beta_T, "beta_T")
-        return torch.linspace(b1, bT, T, dtype=torch.float64) if T > 1 else \
-            torch.tensor([bT], dtype=torch.float64)
-    if schedule == "cosine":
-        s = 0.008
-        f = torch.cos((torch.cat([t.new_zeros(1), t]) / T + s) / (1 + s) * math.pi / 2) ** 2
-        alphas_cumprod = f[1:] / f[0]
-    else:
-        hi = 10.0 if log_snr_1 is None else float(log_snr_1)
-        lo = -10.0 if log_snr_T is None else float(log_snr_T)
-        if not hi > lo:
-            raise ValueError(f"log_snr_1 must be > log_snr_T (noise grows along the chain), got "
-                             f"{hi} and {lo}")
-        lam = hi + (lo - hi) * (t - 1) / max(T - 1, 1) if T > 1 else t.new_full((1,), lo)
-        alphas_cumprod = torch.sigmoid(lam)
-    prev = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])
-    return torch.clamp(1.0 - alphas_cumprod / prev, min=1e-8, max=0.999)
-
-
-class DDGM(nn.Module):
+class DDGM(GenerativeModel):
     r"""A diffusion-based deep generative model (see the module docstring).
 
     Args:
@@ -135,12 +81,9 @@ class DDGM(nn.Module):
             raise ValueError(f"betas must be a non-empty 1-d tensor, got shape {tuple(betas.shape)}")
         if not ((betas > 0) & (betas < 1)).all():
             raise ValueError(f"betas must lie in (0, 1); found {betas[(betas <= 0) | (betas >= 1)][0].item()}")
-        for name, value, allowed in (("variance", variance, VARIANCES),
-                                     ("objective", objective, OBJECTIVES),
-                                     ("step_sampling", step_sampling, STEP_SAMPLING)):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-        self.step_sampling = step_sampling
+        self.variance = check_choice(variance, "variance", VARIANCES)
+        self.objective = check_choice(objective, "objective", OBJECTIVES)
+        self.step_sampling = check_choice(step_sampling, "step_sampling", STEP_SAMPLING)
         self.input_dim = check_int(input_dim, "input_dim", minimum=1)
         self.num_vals = None if num_vals is None else check_int(num_vals, "num_vals", minimum=2)
         if self.num_vals is None and data_decoder is not None:
@@ -151,7 +94,7 @@ class DDGM(nn.Module):
         if not self.shared and len(eps_nets) != self.steps:
             raise ValueError(f"eps_nets holds {len(eps_nets)} networks for T = {self.steps} steps")
         self.eps_nets, self.data_decoder = eps_nets, data_decoder
-        self.variance, self.objective, self.embedding_dim = variance, objective, embedding_dim
+        self.embedding_dim = embedding_dim
         alphas = 1.0 - betas
         alphas_cumprod = torch.cumprod(alphas, 0)
         alphas_cumprod_prev = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])
@@ -300,28 +243,32 @@ class DDGM(nn.Module):
             rec[first] = self.log_px_given_z1(x[first], z_t[first])
         return {"kl": kl, "rec": rec, "eps_mse": ((noise - eps) ** 2).sum(-1)}
 
-    def loss(self, x: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:
-        r"""Per-example terms ``(B,)``: ``elbo = rec - kl`` with ``kl = kl_T + kl_steps``.
+    def bound(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        r"""The full bound, per example ``(B,)``: ``elbo = rec - kl`` with ``kl = kl_T +
+        kl_steps``, every term of the chain computed (:meth:`all_terms`: one draw of
+        :math:`z_t` per term), the low-noise estimate that early stopping and the test numbers
+        use. An evaluation: the chain's terms carry no gradient."""
+        self.validate(x)
+        kl_T = self.kl_T(x)
+        terms = self.all_terms(x)
+        kl_steps, rec = terms["kl"].sum(-1), terms["rec"]
+        return {"elbo": rec - kl_T - kl_steps, "rec": rec, "kl": kl_T + kl_steps, "kl_T": kl_T,
+                "kl_steps": kl_steps}
 
-        In eval mode every term is computed (the full bound, one draw of :math:`z_t` per
-        term: the low-noise estimate that early stopping and the test numbers use; it is an
-        evaluation and carries no gradient, :meth:`all_terms` runs under ``no_grad``). In
-        training mode one step :math:`t \sim U\{1..T\}` per example gives the unbiased
-        estimate :math:`L_T + T\cdot(\text{term } t)` (the stochastic layer-wise objective);
-        ``loss`` is that estimate of -ELBO (``objective='elbo'``) or
+    def loss(self, x: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:
+        r"""The training objective, per example ``(B,)``, in any mode: one step
+        :math:`t \sim U\{1..T\}` per example (drawn by :meth:`draw_steps`) gives the unbiased
+        estimate :math:`L_T + T\cdot(\text{term } t)` of -ELBO (the stochastic layer-wise
+        objective); ``loss`` is that estimate (``objective='elbo'``) or
         :math:`L_\mathrm{simple} = \Vert\epsilon-\epsilon_\theta(z_t, t)\Vert^2` (``'simple'``;
-        with a categorical data term, its -ln p(x|z_1) at t = 1).
+        with a categorical data term, its -ln p(x|z_1) at t = 1). ``elbo``, ``rec`` and the KLs
+        are the same one-step estimates; :meth:`bound` computes every term.
         """
         if beta != 1.0:
             raise ValueError("beta (KL warm-up) does not apply to a diffusion model: its "
                              "posterior has no parameters to warm up")
         self.validate(x)
         kl_T = self.kl_T(x)
-        if not self.training:
-            terms = self.all_terms(x)
-            kl_steps, rec = terms["kl"].sum(-1), terms["rec"]
-            return {"loss": -(rec - kl_T - kl_steps), "elbo": rec - kl_T - kl_steps, "rec": rec,
-                    "kl": kl_T + kl_steps, "kl_T": kl_T, "kl_steps": kl_steps}
         B, T = x.shape[0], self.steps
         t = self.draw_steps(B, x.device)
         one = self.term(x, t)
@@ -398,20 +345,24 @@ class DDGM(nn.Module):
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
+    def p_sample(self, z_t: torch.Tensor, t: int) -> torch.Tensor:
+        r"""One ancestral step: :math:`z_{t-1} \sim p_\theta(z_{t-1}|z_t)` for every row of
+        ``z_t`` ``(n, D)``, at step ``t`` (2..T)."""
+        steps = torch.full((z_t.shape[0],), t, dtype=torch.long, device=z_t.device)
+        mu, log_var = self.p_mean_variance(z_t, steps)
+        return mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
+
+    @torch.no_grad()
     def sample(self, n: int, mean: bool = False, trajectory: bool = False):
         r"""``n`` images: :math:`z_T \sim \mathcal N(0, I)`, then :math:`z_{t-1} \sim
         p_\theta(z_{t-1}|z_t)` down to :math:`z_1`, then :math:`x \sim p_\theta(x|z_1)` (or
         its mean). Pixel values ``(n, D)`` in ``0..V-1``; with ``trajectory=True`` also the
         list :math:`[z_T, \dots, z_1]` of ``(n, D)`` tensors."""
         check_int(n, "n", minimum=1)
-        device = self.betas.device
-        D = self.input_dim
-        z = torch.randn(n, D, device=device)
+        z = torch.randn(n, self.input_dim, device=self.betas.device)
         path = [z]
         for t in range(self.steps, 1, -1):
-            steps = torch.full((n,), t, dtype=torch.long, device=device)
-            mu, log_var = self.p_mean_variance(z, steps)
-            z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
+            z = self.p_sample(z, t)
             path.append(z)
         x = self._data_sample(z, mean)
         return (x, path) if trajectory else x
@@ -423,16 +374,11 @@ class DDGM(nn.Module):
         if self.num_vals is None:
             mu, log_var = self.p_mean_variance(z_1, one)
             return mu if mean else mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
-        # the discretised Gaussian: its probabilities over the V values, per pixel
-        values = torch.arange(self.num_vals, device=z_1.device, dtype=z_1.dtype)
         mu, log_var = self.p_mean_variance(z_1, one)
-        grid = values.view(-1, 1, 1).expand(-1, *mu.shape)
-        log_p = torch.stack([log_discretised_gaussian(g.unsqueeze(-1), mu.unsqueeze(-1),
-                                                      0.5 * log_var.unsqueeze(-1), self.num_vals)
-                             for g in grid], dim=-1)  # (n, D, V)
-        probs = torch.softmax(log_p, dim=-1)
+        # the discretised Gaussian's probabilities over the V values, per pixel: (n, D, V)
+        probs = discretised_gaussian_probs(mu, 0.5 * log_var, self.num_vals)
         if mean:
-            return probs @ values
+            return probs @ torch.arange(self.num_vals, device=z_1.device, dtype=z_1.dtype)
         return torch.multinomial(probs.reshape(-1, self.num_vals), 1).view(mu.shape).float()
 
     @torch.no_grad()
@@ -443,9 +389,7 @@ class DDGM(nn.Module):
         t = self.steps if t is None else t
         z = self.q_sample(x, t)
         for s in range(t, 1, -1):
-            steps = torch.full((x.shape[0],), s, dtype=torch.long, device=x.device)
-            mu, log_var = self.p_mean_variance(z, steps)
-            z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
+            z = self.p_sample(z, s)
         return self._data_sample(z, mean)
 
     def log_snr(self) -> torch.Tensor:
@@ -453,89 +397,3 @@ class DDGM(nn.Module):
         schedule starts (:math:`\rho_1`) and ends (:math:`\rho_T`)."""
         a = self.alphas_cumprod.double()
         return (a.log() - torch.log1p(-a)).float()
-
-
-# ------------------------------------------------------------------------- config
-@dataclass
-class DiffusionConfig:
-    r"""Hyperparameters of :func:`build_ddgm` (CLI: ``--model ddgm --steps T --schedule ...
-    --objective elbo|simple``).
-
-    ``steps`` T; ``schedule`` one of :data:`SCHEDULES` with ``beta_1``/``beta_T`` (linear,
-    constant) or ``log_snr_1``/``log_snr_T`` (log-snr), ``None`` for the defaults of
-    :func:`make_betas`; ``hidden`` the noise predictor's layers; ``shared``: one network
-    with a step embedding of ``embedding_dim`` (DDPM) or one network per step (the book's
-    DDGM); ``data_term`` one of :data:`DATA_TERMS`; ``variance`` one of :data:`VARIANCES`;
-    ``objective`` one of :data:`OBJECTIVES`; ``step_sampling`` one of :data:`STEP_SAMPLING`
-    (how a training batch draws its steps). ``likelihood``: ``categorical`` or
-    ``bernoulli`` (the diffusion runs on rescaled integer pixels), or ``gaussian`` for
-    real-valued data (the 2-D toys), where the data term is a Gaussian density.
-    """
-
-    input_dim: int = 64
-    num_vals: int = 17
-    likelihood: str = "categorical"
-    steps: int = 100
-    schedule: str = "linear"
-    beta_1: float | None = None
-    beta_T: float | None = None
-    log_snr_1: float | None = None
-    log_snr_T: float | None = None
-    hidden: tuple[int, ...] = (256, 256)
-    shared: bool = True
-    embedding_dim: int = 32
-    data_term: str = "discretised-gaussian"
-    variance: str = "posterior"
-    objective: str = "elbo"
-    step_sampling: str = "uniform"
-
-    def __post_init__(self):
-        check_int(self.input_dim, "input_dim", minimum=1)
-        check_int(self.steps, "steps", minimum=1)
-        check_int(self.embedding_dim, "embedding_dim", minimum=2)
-        if self.embedding_dim % 2:
-            raise ValueError(f"embedding_dim must be even, got {self.embedding_dim}")
-        if self.likelihood not in ("categorical", "bernoulli", "gaussian"):
-            raise ValueError(f"likelihood must be 'categorical' (integer pixels 0..num_vals-1), "
-                             f"'bernoulli' (binary pixels) or 'gaussian' (real-valued data) for a "
-                             f"diffusion model; got {self.likelihood!r}")
-        if self.likelihood != "gaussian":  # binary pixels are 2-valued pixels here
-            check_likelihood(self.likelihood, self.num_vals)
-        elif self.data_term == "categorical":
-            raise ValueError("data_term 'categorical' needs integer pixels; real-valued data "
-                             "(likelihood='gaussian') take the Gaussian data term")
-        if isinstance(self.hidden, int) or not hasattr(self.hidden, "__iter__"):
-            raise TypeError(f"hidden must be a sequence of layer sizes, got {self.hidden!r}")
-        self.hidden = tuple(check_int(h, "hidden", minimum=1) for h in self.hidden)
-        for name, value, allowed in (("data_term", self.data_term, DATA_TERMS),
-                                     ("variance", self.variance, VARIANCES),
-                                     ("objective", self.objective, OBJECTIVES),
-                                     ("step_sampling", self.step_sampling, STEP_SAMPLING)):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-        self.betas()  # checks the schedule and its options now, not at build time
-
-    def betas(self) -> torch.Tensor:
-        """The schedule these fields describe (:func:`make_betas`)."""
-        return make_betas(self.schedule, self.steps, self.beta_1, self.beta_T,
-                          self.log_snr_1, self.log_snr_T)
-
-    needs_data = False
-
-
-def build_ddgm(config: DiffusionConfig, data: torch.Tensor | None = None) -> DDGM:
-    """The diffusion model of ``config``: MLP noise predictors (LeakyReLU), shared with a
-    sinusoidal step embedding or one per step; the data term's decoder an MLP on z_1."""
-    c = config
-    if data is not None:
-        raise ValueError("data is not used by a diffusion model (it has no data-initialised part)")
-    D = c.input_dim
-    if c.shared:
-        eps_nets = mlp(D + c.embedding_dim, c.hidden, D)
-    else:
-        eps_nets = nn.ModuleList(mlp(D, c.hidden, D) for _ in range(c.steps))
-    decoder = (CategoricalDecoder(mlp(D, c.hidden, D * c.num_vals), D, c.num_vals)
-               if c.data_term == "categorical" else None)
-    num_vals = None if c.likelihood == "gaussian" else c.num_vals
-    return DDGM(c.betas(), eps_nets, D, num_vals, decoder, c.variance, c.objective,
-                c.embedding_dim, c.step_sampling)

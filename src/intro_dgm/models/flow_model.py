@@ -21,15 +21,16 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
+from ..data import DataFields
 from ..decoders import check_pixels
 from ..distributions import log_standard_normal
 from ..flows import FlowSequence, realnvp
 from ..utils import check_int
+from .base import GenerativeModel
 
 
-class RealNVPModel(nn.Module):
+class RealNVPModel(GenerativeModel):
     """RealNVP on dequantised pixels (see the module docstring).
 
     Args:
@@ -60,14 +61,19 @@ class RealNVPModel(nn.Module):
         e, log_det_flow = self.flow(s)
         return log_standard_normal(e) + log_det_flow + log_det_logit
 
-    def loss(self, x: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:
-        r"""``{"loss", "elbo", "rec", "kl"}`` ``(B,)``: ``elbo = rec = ln p(x + u)``, one
+    def bound(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        r"""``{"elbo", "rec", "kl"}`` ``(B,)``: ``elbo = rec = ln p(x + u)``, one
         :math:`u \sim U[0,1)^D` (the dequantisation bound); ``kl`` is 0: no latent code."""
-        if beta != 1.0:
-            raise ValueError("beta (KL warm-up) does not apply to a flow model: it has no KL term")
         check_pixels(x, self.num_vals, self.input_dim)
         rec = self.log_density(x + torch.rand_like(x))
-        return {"loss": -rec, "elbo": rec, "rec": rec, "kl": torch.zeros_like(rec)}
+        return {"elbo": rec, "rec": rec, "kl": torch.zeros_like(rec)}
+
+    def loss(self, x: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:
+        """:meth:`bound`'s terms and ``loss = -elbo`` (no KL, so no ``beta``)."""
+        if beta != 1.0:
+            raise ValueError("beta (KL warm-up) does not apply to a flow model: it has no KL term")
+        terms = self.bound(x)
+        return {"loss": -terms["rec"], **terms}
 
     def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
         r""":math:`\ln p(x + u_s) - \ln q(u_s)` with :math:`q = U[0,1)^D` (log-density 0): ``(B, k)``."""
@@ -98,38 +104,33 @@ class RealNVPModel(nn.Module):
 
 
 @dataclass
-class FlowModelConfig:
+class FlowModelConfig(DataFields):
     """Hyperparameters of :func:`build_realnvp` (CLI: ``--model realnvp --couplings 8
     --coupling-hidden 160``): ``couplings`` affine couplings with alternating masks, each
     an MLP with two hidden layers of ``coupling_hidden`` units; ``alpha`` the logit margin;
     ``likelihood`` must be ``categorical`` (integer pixels)."""
 
-    input_dim: int = 64
-    num_vals: int = 17
-    likelihood: str = "categorical"
     couplings: int = 8
     coupling_hidden: int = 160
     alpha: float = 0.05
 
     def __post_init__(self):
-        check_int(self.input_dim, "input_dim", minimum=2)
-        check_int(self.num_vals, "num_vals", minimum=2)
-        check_int(self.couplings, "couplings", minimum=1)
-        check_int(self.coupling_hidden, "coupling_hidden", minimum=1)
-        if self.likelihood != "categorical":
+        if self.likelihood != "categorical":  # first: the data fields' own check would
+            # blame num_vals for a likelihood this model does not take at all
             raise ValueError(f"likelihood must be 'categorical' (integer pixels 0..num_vals-1) "
                              f"for the flow model; got {self.likelihood!r}")
+        super().__post_init__()  # the data fields
+        check_int(self.input_dim, "input_dim", minimum=2)  # a coupling needs two halves
+        check_int(self.couplings, "couplings", minimum=1)
+        check_int(self.coupling_hidden, "coupling_hidden", minimum=1)
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) \
                 or not 0.0 < self.alpha < 0.5:
             raise ValueError(f"alpha must be a number in (0, 0.5), got {self.alpha!r}")
 
-    needs_data = False
 
 
-def build_realnvp(config: FlowModelConfig, data: torch.Tensor | None = None) -> RealNVPModel:
+def build_realnvp(config: FlowModelConfig) -> RealNVPModel:
     """RealNVP on dequantised pixels: ``couplings`` couplings of ``coupling_hidden`` units."""
-    if data is not None:
-        raise ValueError("data is not used by the flow model (it has no data-initialised part)")
     c = config
     flow = realnvp(c.input_dim, c.couplings, c.coupling_hidden)
     return RealNVPModel(flow, c.input_dim, c.num_vals, c.alpha)

@@ -37,12 +37,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..decoders import check_likelihood, make_decoder
+from ..data import DataFields
+from ..decoders import make_decoder
 from ..distributions import log_normal_diag
 from ..nets import Rescale, mlp
 from ..posteriors import DiagonalGaussian, analytic_kl
 from ..priors import Prior, StandardPrior, make_prior
 from ..utils import check_int
+from .base import LatentVariableModel
 
 #: the priors a top level can have
 TOP_PRIORS = ("standard", "vampprior")
@@ -77,7 +79,7 @@ class TopEncoder(nn.Module):
         return self.features(x)[1]
 
 
-class HierarchicalVAE(nn.Module):
+class HierarchicalVAE(LatentVariableModel):
     """What both two-level models share: the generative side and the bookkeeping.
 
     Subclasses implement ``_infer(x, k)``, returning ``z1``, ``z2``, ``log_q1``, ``log_q2``
@@ -116,15 +118,19 @@ class HierarchicalVAE(nn.Module):
         kl = analytic_kl(q2, self.prior)
         return log_q2 - self._log_p_z2(z2) if kl is None else kl
 
-    def loss(self, x: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:
-        """Per-example terms ``(B,)``: ``loss = -(rec - beta * kl)``, ``elbo = rec - kl``,
-        ``kl = kl_z1 + kl_z2`` (each a one-sample estimate over the latents it conditions on)."""
+    def bound(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-example ELBO and its terms ``(B,)``: ``elbo = rec - kl``, ``kl = kl_z1 + kl_z2``
+        (each a one-sample estimate over the latents it conditions on)."""
         self.decoder.validate(x)
         z1, z2, kl_z1, kl_z2 = self._infer(x, None)[:4]
         rec = self.decoder.log_prob(x, self._decoder_input(z1, z2))
         kl = kl_z1 + kl_z2
-        return {"loss": -(rec - beta * kl), "elbo": rec - kl, "rec": rec, "kl": kl,
-                "kl_z1": kl_z1, "kl_z2": kl_z2}
+        return {"elbo": rec - kl, "rec": rec, "kl": kl, "kl_z1": kl_z1, "kl_z2": kl_z2}
+
+    def loss(self, x: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:
+        """:meth:`bound`'s terms and the training objective ``loss = -(rec - beta * kl)``."""
+        terms = self.bound(x)
+        return {"loss": -(terms["rec"] - beta * terms["kl"]), **terms}
 
     def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
         r""":math:`\ln p(x, z_1, z_2) - \ln q(z_1, z_2|x)` for ``k`` samples: ``(B, k)``."""
@@ -266,10 +272,7 @@ def relative_kl(delta_mu: torch.Tensor, delta_log_var: torch.Tensor,
 
 # ------------------------------------------------------------------------- configs
 @dataclass
-class _HierarchicalConfig:
-    input_dim: int = 64
-    num_vals: int = 17
-    likelihood: str = "categorical"
+class _HierarchicalConfig(DataFields):
     latent_dim: int = 16
     top_latent_dim: int = 16
     hidden: tuple[int, ...] = (256, 256)
@@ -280,10 +283,9 @@ class _HierarchicalConfig:
     prior_kwargs: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        check_int(self.input_dim, "input_dim", minimum=1)
+        super().__post_init__()  # the data fields
         check_int(self.latent_dim, "latent_dim", minimum=1)
         check_int(self.top_latent_dim, "top_latent_dim", minimum=1)
-        check_likelihood(self.likelihood, self.num_vals)
         for name in ("hidden", "top_hidden"):
             value = getattr(self, name)
             if isinstance(value, int) or not hasattr(value, "__iter__") or not len(value):
@@ -301,11 +303,6 @@ class _HierarchicalConfig:
                              f"{', '.join(TOP_PRIORS)}; got {self.prior!r}")
         if not isinstance(self.prior_kwargs, dict):
             raise TypeError(f"prior_kwargs must be a dict, got {type(self.prior_kwargs).__name__}")
-
-    @property
-    def needs_data(self) -> bool:
-        """Whether the builder needs the training data (a data-initialised VampPrior)."""
-        return self.prior_kwargs.get("init") == "data"
 
 
 @dataclass
@@ -343,17 +340,10 @@ def _decoder(c):
     return make_decoder(c.likelihood, in_dim, hidden, c.input_dim, c.num_vals)
 
 
-def _refuse_unused(data):
-    if data is not None:  # never accept an argument and then not use it
-        raise ValueError("data is only used by a prior initialised from data "
-                         "(prior='vampprior', prior_kwargs={'init': 'data'})")
-
-
-def build_two_level(config: TwoLevelConfig, data: torch.Tensor | None = None) -> TwoLevelVAE:
+def build_two_level(config: TwoLevelConfig) -> TwoLevelVAE:
     """The bottom-up two-level VAE: MLPs with ``hidden`` units on the x side, ``top_hidden``
     between the latents, LeakyReLU; the standard Gaussian on z2."""
     c = config
-    _refuse_unused(data)
     L1, L2 = c.latent_dim, c.top_latent_dim
     top_in = L1 + (c.input_dim if c.top_posterior_sees_x else 0)
     return TwoLevelVAE(
@@ -364,11 +354,12 @@ def build_two_level(config: TwoLevelConfig, data: torch.Tensor | None = None) ->
         decoder_uses_top=c.decoder_uses_top)
 
 
-def build_top_down(config: TopDownConfig, data: torch.Tensor | None = None) -> TopDownVAE:
+def build_top_down(config: TopDownConfig) -> TopDownVAE:
     """The top-down VAE: the bottom-up path ``x -> hidden`` (``h1``, width ``hidden[-1]``)
     ``-> top_hidden[-1]`` (``h2``); the top-down path ``z2 -> top_hidden`` (``d``); linear heads
     for q(z2|x), p(z1|z2) and q(z1|x, z2) relative to it; the decoder as the VAE's.
-    ``prior='vampprior'`` puts a VampPrior on z2, sharing the bottom-up path."""
+    ``prior='vampprior'`` puts a VampPrior on z2, sharing the bottom-up path; with
+    ``prior_kwargs={'init': 'data'}`` call ``model.initialise_from_data(train)`` next."""
     c = config
     L1, L2 = c.latent_dim, c.top_latent_dim
     width, top_width = c.hidden[-1], c.top_hidden[-1]
@@ -377,12 +368,8 @@ def build_top_down(config: TopDownConfig, data: torch.Tensor | None = None) -> T
     top_encoder = TopEncoder(f1, f2, nn.Linear(top_width, 2 * L2), L2)
     top_down = nn.Sequential(mlp(L2, c.top_hidden[:-1], top_width), nn.LeakyReLU())
     kwargs = dict(c.prior_kwargs)
-    if c.prior == "vampprior":
-        if c.likelihood != "gaussian":
-            kwargs.setdefault("input_range", (0.0, float(c.num_vals - 1)))
-        if c.needs_data:
-            kwargs["data"], data = data, None
-    _refuse_unused(data)
+    if c.prior == "vampprior" and c.likelihood != "gaussian":
+        kwargs.setdefault("input_range", (0.0, float(c.num_vals - 1)))
     prior = make_prior(c.prior, L2, encoder=top_encoder, input_dim=c.input_dim, **kwargs)
     return TopDownVAE(top_encoder, top_down, nn.Linear(top_width, 2 * L1),
                       nn.Linear(width + top_width, 2 * L1), _decoder(c), prior, L1, L2,

@@ -17,15 +17,17 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..decoders import Decoder, check_likelihood, make_decoder
+from ..data import DataFields
+from ..decoders import Decoder, make_decoder
 from ..encoders import POSTERIORS, make_encoder
 from ..nets import Rescale
 from ..posteriors import Posterior, analytic_kl, has_analytic_kl
 from ..priors import PRIORS, Prior, StandardPrior, make_prior
 from ..utils import check_int
+from .base import LatentVariableModel
 
 
-class VAE(nn.Module):
+class VAE(LatentVariableModel):
     """A VAE from three parts: ``VAE(encoder, decoder, prior)``; the prior defaults to N(0, I).
 
     The KL term is the closed form when the posterior family and the prior have one
@@ -68,21 +70,23 @@ class VAE(nn.Module):
         """Whether ``loss`` uses a closed-form KL (decided by the posterior and prior types)."""
         return has_analytic_kl(self.encoder.posterior_cls, self.prior)
 
-    def loss(self, x: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:
-        """Per-example terms of the negative ELBO, each of shape ``(B,)``.
-
-        Returns:
-            ``{"loss": -(rec - beta*kl), "elbo": rec - kl, "rec": ln p(x|z), "kl": KL}``;
-            ``rec`` is a one-sample estimate, ``kl`` is exact when the posterior and prior
-            have a closed form (:attr:`kl_is_analytic`), a one-sample estimate otherwise.
-        """
+    def bound(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-example ELBO and its terms, each ``(B,)``: ``{"elbo": rec - kl, "rec": ln p(x|z),
+        "kl": KL}``; ``rec`` is a one-sample estimate, ``kl`` is exact when the posterior and
+        prior have a closed form (:attr:`kl_is_analytic`), else estimated at the same ``z``."""
         q = self.posterior(x)
         z, log_q = q.rsample()
         rec = self.decoder.log_prob(x, z)
         kl = analytic_kl(q, self.prior)
         if kl is None:
             kl = log_q - self.prior.log_prob(z)
-        return {"loss": -(rec - beta * kl), "elbo": rec - kl, "rec": rec, "kl": kl}
+        return {"elbo": rec - kl, "rec": rec, "kl": kl}
+
+    def loss(self, x: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:
+        """:meth:`bound`'s terms and the training objective ``loss = -(rec - beta * kl)``
+        (``beta`` < 1 during a KL warm-up)."""
+        terms = self.bound(x)
+        return {"loss": -(terms["rec"] - beta * terms["kl"]), **terms}
 
     def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
         r"""Importance log-weights :math:`\ln \omega_s = \ln p(x, z_s) - \ln q(z_s|x)`, ``z_s ~ q(z|x)``,
@@ -106,38 +110,31 @@ class VAE(nn.Module):
 
 
 @dataclass
-class VAEConfig:
+class VAEConfig(DataFields):
     """Hyperparameters of :func:`build_vae` (a plain record: saved with every checkpoint).
 
-    ``input_dim``, ``num_vals`` and ``likelihood`` describe the data (the protocol fills
-    them from the data set); ``num_vals`` is ignored by a ``gaussian`` likelihood.
+    The data fields ``input_dim``, ``num_vals`` and ``likelihood`` come from
+    :class:`~intro_dgm.data.DataFields` (the protocol fills them from the data set).
     ``prior`` names one of :data:`~intro_dgm.priors.PRIORS`, ``prior_kwargs`` its options;
     ``posterior`` one of :data:`~intro_dgm.encoders.POSTERIORS`, ``posterior_kwargs`` its
     options (e.g. ``num_steps``).
     """
 
-    input_dim: int = 64
-    num_vals: int = 17
     latent_dim: int = 16
     hidden: tuple[int, ...] = (256, 256)
-    likelihood: str = "categorical"
     posterior: str = "gaussian"
     prior: str = "standard"
     prior_kwargs: dict = field(default_factory=dict)
     posterior_kwargs: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        check_int(self.input_dim, "input_dim", minimum=1)
+        super().__post_init__()  # the data fields
         check_int(self.latent_dim, "latent_dim", minimum=1)
-        check_likelihood(self.likelihood, self.num_vals)
         if isinstance(self.hidden, int) or not hasattr(self.hidden, "__iter__"):
             raise TypeError(f"hidden must be a sequence of layer sizes, got {self.hidden!r}")
         self.hidden = tuple(check_int(h, "hidden", minimum=1) for h in self.hidden)
-        if self.posterior not in POSTERIORS:
-            raise ValueError(f"posterior must be one of {', '.join(POSTERIORS)}; "
-                             f"got {self.posterior!r}")
-        if self.prior not in PRIORS:
-            raise ValueError(f"prior must be one of {', '.join(PRIORS)}; got {self.prior!r}")
+        POSTERIORS.lookup(self.posterior)  # a clear error for an unknown name
+        PRIORS.lookup(self.prior)
         # A vMF posterior lives on the sphere, every other prior in R^L: their KL would be
         # infinite (or undefined), so the pairing is checked here rather than failing later.
         if (self.posterior == "vmf") != (self.prior == "uniform-sphere"):
@@ -150,20 +147,15 @@ class VAEConfig:
             if not isinstance(getattr(self, name), dict):
                 raise TypeError(f"{name} must be a dict, got {type(getattr(self, name)).__name__}")
 
-    @property
-    def needs_data(self) -> bool:
-        """Whether :func:`build_vae` needs the training data (a data-initialised prior)."""
-        return self.prior_kwargs.get("init") == "data"
 
-
-def build_vae(config: VAEConfig, data: torch.Tensor | None = None) -> VAE:
+def build_vae(config: VAEConfig) -> VAE:
     """The book's VAE: MLP encoder and decoder with ``config.hidden`` units, LeakyReLU.
 
-    Args:
-        config: the hyperparameters; ``config.prior`` names a prior in ``PRIORS`` and
-            ``config.prior_kwargs`` holds its options (e.g. ``num_components``).
-        data: training data ``(N, D)``, needed (and only accepted) when the prior is
-            initialised from data (``prior_kwargs["init"] == "data"``, VampPrior).
+    ``config.prior`` names a prior in ``PRIORS`` and ``config.prior_kwargs`` holds its options
+    (e.g. ``num_components``). A prior initialised from data (``prior_kwargs["init"] ==
+    "data"``, VampPrior) is built with placeholder pseudo-inputs: call
+    ``model.initialise_from_data(train)`` next, as :func:`~intro_dgm.protocol.run` does (the
+    prior is built last, so that draw comes where it always did in the random stream).
     """
     c = config
     enc_in: nn.Module = nn.Identity() if c.likelihood == "gaussian" else Rescale(c.num_vals)
@@ -171,14 +163,7 @@ def build_vae(config: VAEConfig, data: torch.Tensor | None = None) -> VAE:
                            **c.posterior_kwargs)
     decoder = make_decoder(c.likelihood, c.latent_dim, c.hidden[::-1], c.input_dim, c.num_vals)
     kwargs = dict(c.prior_kwargs)
-    if getattr(PRIORS[c.prior], "uses_encoder", False):
-        if c.likelihood != "gaussian":
-            kwargs.setdefault("input_range", (0.0, float(c.num_vals - 1)))
-        if c.needs_data:
-            kwargs["data"] = data
-            data = None
-    if data is not None:  # never accept an argument and then not use it
-        raise ValueError("data is only used by a prior initialised from data "
-                         "(prior='vampprior', prior_kwargs={'init': 'data'})")
+    if PRIORS[c.prior].uses_encoder and c.likelihood != "gaussian":
+        kwargs.setdefault("input_range", (0.0, float(c.num_vals - 1)))
     prior = make_prior(c.prior, c.latent_dim, encoder=encoder, input_dim=c.input_dim, **kwargs)
     return VAE(encoder, decoder, prior)

@@ -1,0 +1,144 @@
+"""What a run measures: the test metrics every run reports (:func:`evaluate_per_example`) and
+the extra metrics a spec may ask for by name (:data:`EXTRA_METRICS`), plus :func:`gallery`,
+the samples and reconstructions a results page shows.
+
+Every model is measured through the interface of :mod:`intro_dgm.models.base`: ``bound``
+for the -ELBO and its terms, ``log_weights`` for the importance-weighted NLL, and, for a
+latent-variable model, ``posterior_means`` for the active units.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+
+import torch
+from torch import nn
+
+from ..analysis import aggregated_posterior, hole_mass
+from ..data import Split, load_digits_labels
+from ..evaluation import (SampleScorer, active_units_per_level, bits_per_dim, elbo,
+                          iwae_log_likelihood)
+from ..models import LatentVariableModel
+from ..utils import Registry, check_int, eval_mode, module_device, seed_everything
+
+#: The metrics every successful run reports (nats per example unless the name says bpd).
+METRIC_KEYS = ("test_nll_iw", "test_elbo", "train_elbo", "k", "active_units", "epochs",
+               "best_epoch", "best_val_loss", "seconds_per_epoch", "train_seconds",
+               "eval_seconds", "num_params", "test_nll_iw_bpd", "test_neg_elbo_bpd")
+#: the keys a model without a learned encoder (diffusion, flow) does not report
+ENCODER_KEYS = ("active_units",)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable numbers in ``model`` (shared modules, like a VampPrior's encoder, count once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def _test_terms(model: nn.Module, x: torch.Tensor) -> dict:
+    """``test_<term>``: the mean over ``x`` of every term of ``model.bound`` but ``elbo``."""
+    sums: dict[str, float] = {}
+    with eval_mode(model):
+        for i in range(0, x.shape[0], 1000):
+            for key, value in model.bound(x[i:i + 1000]).items():
+                if key != "elbo":
+                    sums[key] = sums.get(key, 0.0) + value.sum().item()
+    return {f"test_{key}": total / x.shape[0] for key, total in sums.items()}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, k: int, seed: int) -> dict:
+    """The test metrics of a trained model (seeded, so they do not depend on training time)."""
+    return evaluate_per_example(model, split, k, seed)[0]
+
+
+@torch.no_grad()
+def evaluate_per_example(model: nn.Module, split: Split, k: int, seed: int
+                         ) -> tuple[dict, torch.Tensor]:
+    """:func:`evaluate`'s metrics and the per-example IW estimates of ln p(x) on the test set
+    (shape ``(N_test,)``; their mean is ``-metrics["test_nll_iw"]``)."""
+    seed_everything(seed)
+    start = time.perf_counter()
+    ll = iwae_log_likelihood(model, split.test, k=k)
+    eval_seconds = time.perf_counter() - start
+    test_elbo = elbo(model, split.test).mean().item()
+    metrics = {"test_nll_iw": -ll.mean().item(), "test_elbo": test_elbo, "k": k,
+               "eval_seconds": eval_seconds}
+    # active units measure a learned encoder; a diffusion model's posterior is fixed noise
+    units = (active_units_per_level(model, split.test)
+             if isinstance(model, LatentVariableModel) else {})
+    if units:
+        metrics["active_units"] = sum(units.values())
+    if len(units) > 1:  # a hierarchical model: each level's too
+        metrics.update({f"active_units_{level}": n for level, n in units.items()})
+    metrics["train_elbo"] = elbo(model, split.train).mean().item()
+    metrics["test_nll_iw_bpd"] = bits_per_dim(metrics["test_nll_iw"], split.dim)
+    metrics["test_neg_elbo_bpd"] = bits_per_dim(-test_elbo, split.dim)
+    metrics.update(_test_terms(model, split.test))
+    return metrics, ll
+
+
+def _hole_mass(model, split, spec) -> dict:
+    """Prior mass where the training set's aggregated posterior is below 0.1 x the prior."""
+    return {"hole_mass": hole_mass(model.prior, aggregated_posterior(model, split.train))}
+
+
+def _sample_quality(model, split, spec) -> dict:
+    """A classifier's view of 2,000 generated images (decoder means); Digits only."""
+    if not split.name.startswith("digits"):
+        raise ValueError(f"sample_quality needs Digits labels; dataset is {split.name!r}")
+    labels = load_digits_labels()["train"]
+    scores = SampleScorer(split.train, labels)(model.sample(2000, mean=True))
+    return {"sample_confidence": scores["confidence"],
+            "sample_class_entropy": scores["class_entropy"]}
+
+
+def _reconstruction(model, split, spec) -> dict:
+    """Mean squared error per pixel, in pixel values, between each test image and
+    ``model.reconstruct(x)`` (decoder means): through the code of a VAE, forward and back
+    through a flow, and for a diffusion model noised to z_T and run back (its code)."""
+    with eval_mode(model):
+        x_hat = model.reconstruct(split.test)
+    return {"reconstruction_mse": ((x_hat - split.test) ** 2).mean().item()}
+
+
+def _sampling_seconds(model, split, spec) -> dict:
+    """Seconds to generate 1,000 images, the median of 3 timings (the first call warms up)."""
+    model.sample(10)
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        model.sample(1000)
+        times.append(time.perf_counter() - start)
+    return {"sampling_seconds": statistics.median(times)}
+
+
+#: Extra metrics by name, each ``fn(model, split, spec) -> dict``, measured when a spec's
+#: ``extras`` lists the name.
+EXTRA_METRICS = Registry("extra metric", {
+    "hole_mass": _hole_mass, "sample_quality": _sample_quality,
+    "reconstruction": _reconstruction, "sampling_seconds": _sampling_seconds})
+
+
+def gallery(model: nn.Module, split: Split, num_samples: int = 16,
+            num_reconstructions: int = 8, seed: int = 0) -> dict:
+    """What a results page shows of a trained model, as float32 arrays of shape (n, D):
+    ``samples`` (``model.sample(num_samples, mean=True)``, seeded: a VAE's decoder means at
+    codes drawn from its prior, a diffusion model's chain with its last step averaged, a
+    flow's draws, as it has no mean),
+    ``originals`` (the first ``num_reconstructions`` test images) and ``reconstructions``
+    (``model.reconstruct`` of them: through the code of a VAE, a flow's inverse, a diffusion
+    model's noised-and-denoised chain)."""
+    import numpy as np
+
+    check_int(num_samples, "num_samples", minimum=1)
+    check_int(num_reconstructions, "num_reconstructions", minimum=1)
+    originals = split.test[:num_reconstructions]
+    seed_everything(seed)
+    with torch.no_grad(), eval_mode(model):  # devices follow the model; arrays come back
+        samples = model.sample(num_samples, mean=True)
+        reconstructions = model.reconstruct(originals.to(module_device(model)))
+    return {name: np.asarray(t.detach().cpu(), dtype=np.float32) for name, t in
+            (("samples", samples), ("originals", originals),
+             ("reconstructions", reconstructions))}

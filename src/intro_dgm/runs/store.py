@@ -1,0 +1,166 @@
+"""Where results live: a :class:`ResultsStore` (a JSON-lines file, one row per run) and, beside
+it, one ``.npz`` of arrays per run (:func:`save_run_arrays`, :func:`load_run_arrays`): what a
+page plots but a row cannot hold (per-example scores, a gallery, training curves).
+
+A row holds a run's spec, metrics, environment (library versions, threads, device) and
+status; a run whose loss became NaN is stored with ``status: "failed"`` and the reason, so a
+page can count failures. Rows are appended atomically and read back with clear errors; a
+sweep resumes from :meth:`ResultsStore.completed_ids`.
+
+The book's stores travel with the package (:data:`STORES_DIR`, package data of the wheel), so
+a page finds them by name (:func:`open_store`) in a clone, after ``pip install`` and in
+Colab alike; a missing store is an error that names the file and how to get it, never an
+empty store.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..utils import atomic_write, atomic_write_text
+
+#: Where the book's results stores live: ``NAME_results.jsonl`` and the arrays beside it
+#: (``NAME_arrays/``), plus a few JSON files of measurements (``NAME.json``). Inside the
+#: package, so that an installed wheel has them too; the comparison scripts write here.
+STORES_DIR = Path(__file__).resolve().parents[1] / "stores"
+
+#: the make target that fills each store (named in the error for a missing one)
+MAKE_TARGETS = {"priors": "compare-priors", "posteriors": "compare-posteriors",
+                "hierarchical": "compare-hierarchical", "diffusion": "compare-diffusion",
+                "digits": "compare-digits", "fashion": "compare-fashion",
+                "diffusion_sampling": "benchmark"}
+
+
+class ResultsStore:
+    """A JSON-lines results file: one row per run, ``{"id", "spec", "status", "metrics",
+    "error", "environment", "finished"}``.
+
+    Rows are only ever added; ``append`` rewrites the file through a temporary file and a
+    rename, so a reader never sees half a row. A file truncated by other means is reported
+    with its line number.
+    """
+
+    def __init__(self, path, arrays_dir=None):
+        self.path = Path(path)
+        #: where per-run arrays are kept beside the store: ``NAME_results.jsonl`` ->
+        #: ``NAME_arrays/`` unless given (see :func:`save_run_arrays`)
+        self.arrays_dir = (Path(arrays_dir) if arrays_dir is not None else
+                           self.path.with_name(self.path.stem.removesuffix("_results")
+                                               + "_arrays"))
+
+    def rows(self) -> list[dict]:
+        """Every row, in the order they were added (an absent file has none)."""
+        if not self.path.exists():
+            return []
+        rows = []
+        for number, line in enumerate(self.path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{self.path}: line {number} is not a complete JSON row "
+                                 f"(truncated?): {exc.msg}") from None
+            if not isinstance(row, dict) or not {"id", "spec", "status"} <= set(row):
+                raise ValueError(f"{self.path}: line {number} is not a results row "
+                                 "(needs id, spec and status)")
+            rows.append(row)
+        return rows
+
+    def row(self, row_id: str) -> dict:
+        """The last row stored under ``row_id``."""
+        matches = [r for r in self.rows() if r["id"] == row_id]
+        if not matches:
+            raise ValueError(f"no row with id {row_id!r} in {self.path}")
+        return matches[-1]
+
+    def completed_ids(self) -> set[str]:
+        """Ids of the runs that finished (status ``ok``): a resumed sweep skips them."""
+        return {r["id"] for r in self.rows() if r["status"] == "ok"}
+
+    def append(self, row: dict) -> None:
+        """Add ``row`` at the end, atomically (the whole file is rewritten and renamed)."""
+        old = self.path.read_text() if self.path.exists() else ""
+        if old and not old.endswith("\n"):
+            raise ValueError(f"{self.path} does not end with a newline (truncated?); "
+                             "repair or remove its last line before appending")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, old + json.dumps(row, sort_keys=True) + "\n")
+
+
+def make_row(spec, result=None, error: str | None = None, env: dict | None = None) -> dict:
+    """The results row of :class:`~intro_dgm.runs.spec.RunSpec` ``spec``: finished
+    (``result``, a :class:`~intro_dgm.runs.runner.Run`) or failed (``error``)."""
+    return {"id": spec.id, "spec": spec.to_dict(),
+            "status": "ok" if result is not None else "failed",
+            "metrics": result.metrics if result is not None else None,
+            "error": error,
+            "environment": result.environment if result is not None else env,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def save_run_arrays(directory, run_id: str, **arrays) -> Path:
+    """Write ``DIR/<run_id>.npz`` (atomically): per-run arrays kept beside a results store
+    (a gallery, per-example scores), which a page reads with :func:`load_run_arrays`."""
+    import numpy as np
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: Path):
+        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to tmp
+            np.savez_compressed(f, **arrays)
+    return atomic_write(directory / f"{run_id}.npz", write)
+
+
+def load_run_arrays(directory, run_id: str) -> dict:
+    """The arrays :func:`save_run_arrays` wrote for ``run_id``, as a dict of NumPy arrays."""
+    import numpy as np
+
+    path = Path(directory) / f"{run_id}.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"no arrays for run {run_id!r}: expected {path}, written by "
+                                "the comparison script that stored the run")
+    with np.load(path) as data:
+        return {name: data[name] for name in data.files}
+
+
+def _how_to_get(name: str) -> str:
+    target = MAKE_TARGETS.get(name)
+    fill = f"'make {target}' in a clone of the repository writes it" if target else \
+        "no make target writes it"
+    return (f"{fill}; a pip-installed intro_dgm ships the book's stores: reinstall it if "
+            "the file was removed")
+
+
+def store_path(name: str) -> Path:
+    """The file of the book's results store ``name`` (``"priors"`` ->
+    ``STORES_DIR/priors_results.jsonl``); a clear error, saying how to get it, if missing."""
+    path = STORES_DIR / f"{name}_results.jsonl"
+    if not path.is_file():
+        known = sorted(p.name.removesuffix("_results.jsonl")
+                       for p in STORES_DIR.glob("*_results.jsonl"))
+        raise FileNotFoundError(f"no results store {name!r}: expected {path} ({_how_to_get(name)}"
+                                f"); the stores are {', '.join(known) or 'none'}")
+    return path
+
+
+def open_store(name: str) -> "ResultsStore":
+    """The book's results store ``name`` (e.g. ``"priors"``), for reading; its arrays are in
+    ``store.arrays_dir``. A missing file is an error, never an empty store."""
+    return ResultsStore(store_path(name))
+
+
+def load_measurement(name: str) -> dict:
+    """A JSON file of measurements kept with the stores (``STORES_DIR/NAME.json``, e.g.
+    ``"diffusion_sampling"``), as a dict; a clear error if missing or unreadable."""
+    path = STORES_DIR / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no measurement file {name!r}: expected {path} "
+                                f"({_how_to_get(name)})")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
+
