@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import intro_dgm
-from intro_dgm.checkpoints import load_checkpoint, load_model, save_checkpoint, write_metrics
+from intro_dgm.checkpoints import load_checkpoint, save_checkpoint, write_metrics
 from intro_dgm.models import VAEConfig, build_vae
 from intro_dgm.protocol import RunSpec
 
@@ -25,17 +25,6 @@ def test_round_trip_gives_the_same_model(tmp_path, digits):
     a = model.eval().loss(x)["elbo"]
     torch.manual_seed(1)
     assert torch.equal(a, loaded.loss(x)["elbo"])
-
-
-def test_a_data_initialised_prior_loads_without_the_data(tmp_path):
-    data = torch.randint(0, 17, (40, 64)).float()
-    config = VAEConfig(latent_dim=2, hidden=(8,), prior="vampprior",
-                       prior_kwargs={"num_components": 4, "init": "data"})
-    model = build_vae(config)
-    model.initialise_from_data(data)
-    save_checkpoint(tmp_path, "vae", config, model)
-    loaded = load_model(tmp_path)
-    assert torch.equal(loaded.prior.pseudo_inputs, model.prior.pseudo_inputs)
 
 
 def test_missing_or_foreign_files_are_named(tmp_path):

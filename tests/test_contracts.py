@@ -24,6 +24,8 @@ from intro_dgm.models import (MODELS, GenerativeModel, LatentVariableModel, buil
 from intro_dgm.models.base import INTERFACE
 from intro_dgm.priors import PRIORS, make_prior
 
+from helpers import randomise
+
 #: (registered model, config) pairs: small, and covering the data-initialised VampPrior.
 CASES = {
     "vae": ("vae", {"latent_dim": 2, "hidden": [16]}),
@@ -134,6 +136,7 @@ def test_save_and_load_give_identical_outputs(case, digits, tmp_path):
     model, x = _model(case, digits).eval(), digits.train[:8]
     save_checkpoint(tmp_path, name, config_from_dict(name, fields), model)
     loaded = load_model(tmp_path)
+    assert not loaded.training and type(loaded) is type(model)
     for (key, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), key
     outputs = []
@@ -174,34 +177,47 @@ def _encoder(latent_dim=2, posterior="gaussian", **options):
 
 PRIOR_OPTIONS = {"vampprior": {"input_range": (0.0, 1.0), "num_components": 4},
                  "gtm-vampprior": {"input_range": (0.0, 1.0), "num_components": 4},
-                 "gtm": {"num_components": 4}, "mog": {"num_components": 3}}
+                 "gtm": {"num_components": 9, "hidden": 16}, "mog": {"num_components": 3},
+                 "flow": {"num_layers": 4, "hidden": 16}}
 
 
 def _prior(name):
+    """A 2-D prior with random, non-trivial parameters (a flow prior at its identity start
+    would be the standard Gaussian, and test nothing of its own)."""
     torch.manual_seed(0)
-    return make_prior(name, 2, encoder=_encoder(), input_dim=6, **PRIOR_OPTIONS.get(name, {}))
+    prior = make_prior(name, 2, encoder=_encoder(), input_dim=6, **PRIOR_OPTIONS.get(name, {}))
+    return randomise(prior, std=0.5 if name == "gtm" else 0.3) if name in ("mog", "gtm", "flow") else prior
 
 
 @pytest.mark.parametrize("name", PRIORS)
 def test_a_prior_is_a_normalised_density_that_its_samples_follow(name):
+    """In 2-D: the density integrates to 1 on its support, and the mean and covariance of
+    200,000 samples match those of the density on a grid (a sampler that used the variance
+    as a standard deviation, or a density that was a product of per-dimension mixtures,
+    fails)."""
     prior = _prior(name)
+    torch.manual_seed(1)
     with torch.no_grad():
-        z = prior.sample(4000)
-        assert z.shape == (4000, 2) and torch.isfinite(prior.log_prob(z)).all()
-        if name == "uniform-sphere":  # S^1: integrate over the circle
+        z = prior.sample(200_000).double()
+        assert z.shape == (200_000, 2) and torch.isfinite(prior.log_prob(z[:1000].float())).all()
+        if name == "uniform-sphere":  # S^1: integrate over the circle; samples on it
             angle = torch.linspace(0, 2 * math.pi, 2001)[:-1]
             circle = torch.stack([angle.cos(), angle.sin()], 1)
-            total = prior.log_prob(circle).exp().mean().item() * 2 * math.pi
-            assert torch.allclose(z.norm(dim=1), torch.ones(4000), atol=1e-5)
-        else:  # a grid over [-8, 8]^2 holds all but a negligible part of the mass
-            axis = torch.linspace(-8, 8, 401)
+            assert prior.log_prob(circle).exp().mean().item() * 2 * math.pi == \
+                pytest.approx(1.0, abs=1e-5)
+            assert torch.allclose(z.norm(dim=1), torch.ones(200_000, dtype=z.dtype), atol=1e-5)
+            grid, p = circle.double(), torch.full((2000,), 1 / 2000, dtype=torch.float64)
+        else:  # a grid over [-12, 12]^2 holds all but a negligible part of the mass
+            axis = torch.linspace(-12, 12, 1201, dtype=torch.float64)
             grid = torch.cartesian_prod(axis, axis)
-            total = prior.log_prob(grid).exp().sum().item() * (16 / 400) ** 2
-            # the samples follow the density: the mean of z under the grid density
-            p = prior.log_prob(grid).exp()
-            mean = (p[:, None] * grid).sum(0) / p.sum()
-            assert torch.allclose(z.mean(0), mean, atol=0.15)
-    assert total == pytest.approx(1.0, abs=5e-3)
+            p = prior.log_prob(grid.float()).double().exp() * (24 / 1200) ** 2
+            assert p.sum().item() == pytest.approx(1.0, abs=2e-3)
+    mean = (p[:, None] * grid).sum(0)
+    centred = grid - mean
+    cov = (p[:, None, None] * centred[:, :, None] * centred[:, None, :]).sum(0)
+    scale = cov.diagonal().sqrt().max().item()
+    assert torch.allclose(z.mean(0), mean, atol=0.02 * scale + 1e-3)
+    assert torch.allclose(torch.cov(z.T), cov, rtol=0.03, atol=0.03 * scale ** 2)
 
 
 @pytest.mark.parametrize("name", POSTERIORS)
@@ -287,6 +303,7 @@ def test_a_flow_step_has_the_log_det_of_its_jacobian_and_inverts(kind):
                 p.normal_(0, 0.3)
         z = torch.randn(B, D)
         z_new, log_det = step(z, params)
+        assert log_det.shape == (B,) and not torch.allclose(z_new, z)  # not the identity
         for i in range(B):
             row = lambda v, i=i: step(v[None], _row(params, i))[0][0]
             J = torch.autograd.functional.jacobian(row, z[i])

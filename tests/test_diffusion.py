@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from intro_dgm.distributions import log_discretised_gaussian, log_normal_diag
-from intro_dgm.evaluation import elbo, iwae_log_likelihood
+
 from intro_dgm.models import MODELS, DiffusionConfig, build_model
 from intro_dgm.models.diffusion import DDGM
 from intro_dgm.models.schedules import make_betas
@@ -147,20 +147,6 @@ def test_training_estimate_is_unbiased(step_sampling):
     assert ((one_term.mean(0) - full).abs() < 4 * se + 0.05).all()
 
 
-def test_iw_bound_is_above_the_elbo_and_grows_with_k():
-    model = _model(steps=3)
-    x = _pixels(20)
-    torch.manual_seed(0)
-    e = torch.stack([elbo(model, x) for _ in range(200)]).mean().item()
-    one = iwae_log_likelihood(model, x.repeat(200, 1), k=1)  # k = 1 is a plain ELBO draw
-    assert abs(one.mean().item() - e) < 4 * one.std().item() / math.sqrt(len(one))
-    bounds = []
-    for k in (1, 10, 100):
-        torch.manual_seed(0)
-        bounds.append(iwae_log_likelihood(model, x, k=k).mean().item())
-    assert e < bounds[1] < bounds[2]
-
-
 def test_samples_and_trajectory_shapes():
     model = _model(steps=3)
     x, path = model.sample(5, trajectory=True)
@@ -261,4 +247,3 @@ def test_stratified_steps_are_uniform_and_cover_the_chain():
     # a batch whose size is not a multiple of T covers it as evenly as it can
     counts = torch.bincount(model.draw_steps(10), minlength=8)[1:]
     assert counts.min() >= 1 and counts.max() <= 2
-

@@ -13,18 +13,6 @@ def _jacobian_log_det(f, z):
         lambda v: f(v[None])[0], row))[1] for row in z])
 
 
-def test_coupling_log_det_equals_autograd_jacobian_and_inverts():
-    torch.manual_seed(0)
-    flow = randomise(realnvp(4, num_layers=3, hidden=8), std=0.5)
-    z = torch.randn(6, 4)
-    z_new, log_det = flow(z)
-    assert log_det.shape == (6,)
-    expected = _jacobian_log_det(lambda v: flow(v)[0], z)
-    assert torch.allclose(log_det, expected, atol=1e-4)
-    assert log_det.abs().min() > 1e-2  # the parameters are not at the identity
-    assert torch.allclose(flow.inverse(z_new), z, atol=1e-5)
-
-
 def test_coupling_starts_at_the_identity_and_leaves_its_fixed_half_alone():
     step = AffineCoupling(4, hidden=8, parity=1)
     z = torch.randn(5, 4)
@@ -125,21 +113,6 @@ def _sylvester_params(kind, B=4, D=4, M=2, scale=1.0, seed=0):
     if kind == "householder":
         p["q"] = torch.randn(B, 3, D, generator=g)
     return p
-
-
-@pytest.mark.parametrize("kind, reverse", [("orthogonal", False), ("householder", False),
-                                           ("triangular", False), ("triangular", True)])
-def test_sylvester_log_det_equals_autograd_jacobian(kind, reverse):
-    torch.manual_seed(1)
-    step, params, z = Sylvester(4, kind, reverse), _sylvester_params(kind), torch.randn(4, 4)
-    z_new, log_det = step(z, params)
-    for i in range(4):
-        row = {k: v[i:i + 1] for k, v in params.items()}
-        expected = _jacobian_log_det(lambda u: step(u, row)[0], z[i:i + 1])
-        assert torch.allclose(log_det[i:i + 1], expected, atol=1e-4)
-    assert log_det.abs().min() > 1e-3  # not the identity
-    with pytest.raises(NotImplementedError, match="no closed-form inverse"):
-        step.inverse(z_new, params)
 
 
 def test_sylvester_is_invertible_by_construction_even_for_extreme_parameters():

@@ -353,3 +353,20 @@ def test_every_registry_answers_an_unknown_name_the_same_way(where):
     with pytest.raises(TypeError, match="register"):
         reg[existing] = reg[existing]
     assert dict(reg) == before
+
+
+# ------------------------------------------------------------------ API reference
+def test_the_api_page_documents_every_module():
+    """book/api.md has one ``.. automodule::`` section for every module of the package (a
+    package as its dotted name, from its ``__init__.py``) and names no module that does not
+    exist."""
+    modules = sorted(".".join((PACKAGE.name, *p.relative_to(PACKAGE).with_suffix("").parts))
+                     .removesuffix(".__init__") for p in PACKAGE.rglob("*.py"))
+    documented = re.findall(r"^\.\. automodule::\s+(\S+)\s*$",
+                            (ROOT / "book" / "api.md").read_text(), re.M)
+    missing = [m for m in modules if m not in documented]
+    assert not missing, f"book/api.md has no automodule section for {missing}"
+    twice = sorted({m for m in documented if documented.count(m) > 1})
+    assert not twice, f"book/api.md documents these modules more than once: {twice}"
+    unknown = [m for m in documented if m not in modules]
+    assert not unknown, f"book/api.md names modules that do not exist: {unknown}"
