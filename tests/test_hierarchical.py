@@ -165,7 +165,7 @@ def test_free_bits_floor_each_level(digits):
     ({"top_latent_dim": 0}, "top_latent_dim must be an integer >= 1"),
     ({"top_hidden": ()}, "top_hidden must be a non-empty sequence"),
     ({"prior": "mog"}, r"prior \(of the top level z2\) must be one of standard, vampprior"),
-    ({"decoder_hidden": 32}, "decoder_hidden must be None or a sequence of layer sizes"),
+    ({"decoder_hidden": 32}, "decoder_hidden must be a sequence of layer sizes"),
     ({"decoder_hidden": (32, 0)}, "decoder_hidden must be an integer >= 1"),
 ])
 def test_bad_config_is_named(fields, match):

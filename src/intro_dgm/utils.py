@@ -82,6 +82,16 @@ def check_int(value, name: str, minimum: int | None = None) -> int:
     return int(value)
 
 
+def check_sizes(value, name: str, allow_empty: bool = True) -> tuple[int, ...]:
+    """Layer sizes: a sequence (not a single int, not a string) of integers >= 1, as a tuple;
+    a clear error otherwise (``allow_empty=False``: at least one layer)."""
+    if isinstance(value, (int, str, bytes)) or not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name} must be a sequence of layer sizes, got {value!r}")
+    if not allow_empty and not value:
+        raise TypeError(f"{name} must be a non-empty sequence of layer sizes, got {value!r}")
+    return tuple(check_int(h, name, minimum=1) for h in value)
+
+
 def check_choice(value, name: str, allowed) -> str:
     """Raise a clear error unless ``value`` is one of ``allowed`` (a fixed set of options that
     is not a registry, e.g. a model's variance choices); returns ``value``."""

@@ -11,7 +11,7 @@ from torch import nn
 from ..data import DataFields
 from ..decoders import CategoricalDecoder
 from ..nets import mlp
-from ..utils import check_choice, check_int
+from ..utils import check_choice, check_int, check_sizes
 from .diffusion import DATA_TERMS, DDGM, OBJECTIVES, STEP_SAMPLING, VARIANCES
 from .schedules import make_betas
 
@@ -56,9 +56,7 @@ class DiffusionConfig(DataFields):
         if self.likelihood == "gaussian" and self.data_term == "categorical":
             raise ValueError("data_term 'categorical' needs integer pixels; real-valued data "
                              "(likelihood='gaussian') take the Gaussian data term")
-        if isinstance(self.hidden, int) or not hasattr(self.hidden, "__iter__"):
-            raise TypeError(f"hidden must be a sequence of layer sizes, got {self.hidden!r}")
-        self.hidden = tuple(check_int(h, "hidden", minimum=1) for h in self.hidden)
+        self.hidden = check_sizes(self.hidden, "hidden")
         check_choice(self.data_term, "data_term", DATA_TERMS)
         check_choice(self.variance, "variance", VARIANCES)
         check_choice(self.objective, "objective", OBJECTIVES)

@@ -43,7 +43,7 @@ from ..distributions import log_normal_diag
 from ..nets import Rescale, mlp
 from ..posteriors import DiagonalGaussian, analytic_kl
 from ..priors import Prior, StandardPrior, make_prior
-from ..utils import check_int
+from ..utils import check_int, check_sizes
 from .base import LatentVariableModel
 
 #: the priors a top level can have
@@ -286,18 +286,10 @@ class _HierarchicalConfig(DataFields):
         super().__post_init__()  # the data fields
         check_int(self.latent_dim, "latent_dim", minimum=1)
         check_int(self.top_latent_dim, "top_latent_dim", minimum=1)
-        for name in ("hidden", "top_hidden"):
-            value = getattr(self, name)
-            if isinstance(value, int) or not hasattr(value, "__iter__") or not len(value):
-                raise TypeError(f"{name} must be a non-empty sequence of layer sizes, got "
-                                f"{value!r}")
-            setattr(self, name, tuple(check_int(h, name, minimum=1) for h in value))
+        self.hidden = check_sizes(self.hidden, "hidden", allow_empty=False)
+        self.top_hidden = check_sizes(self.top_hidden, "top_hidden", allow_empty=False)
         if self.decoder_hidden is not None:  # () is allowed: a linear (weak) decoder
-            if isinstance(self.decoder_hidden, int) or not hasattr(self.decoder_hidden, "__iter__"):
-                raise TypeError(f"decoder_hidden must be None or a sequence of layer sizes, got "
-                                f"{self.decoder_hidden!r}")
-            self.decoder_hidden = tuple(check_int(h, "decoder_hidden", minimum=1)
-                                        for h in self.decoder_hidden)
+            self.decoder_hidden = check_sizes(self.decoder_hidden, "decoder_hidden")
         if self.prior not in TOP_PRIORS:
             raise ValueError(f"prior (of the top level z2) must be one of "
                              f"{', '.join(TOP_PRIORS)}; got {self.prior!r}")

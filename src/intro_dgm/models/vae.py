@@ -23,7 +23,7 @@ from ..encoders import POSTERIORS, make_encoder
 from ..nets import Rescale
 from ..posteriors import Posterior, analytic_kl, has_analytic_kl
 from ..priors import PRIORS, Prior, StandardPrior, make_prior
-from ..utils import check_int
+from ..utils import check_int, check_sizes
 from .base import LatentVariableModel
 
 
@@ -130,9 +130,7 @@ class VAEConfig(DataFields):
     def __post_init__(self):
         super().__post_init__()  # the data fields
         check_int(self.latent_dim, "latent_dim", minimum=1)
-        if isinstance(self.hidden, int) or not hasattr(self.hidden, "__iter__"):
-            raise TypeError(f"hidden must be a sequence of layer sizes, got {self.hidden!r}")
-        self.hidden = tuple(check_int(h, "hidden", minimum=1) for h in self.hidden)
+        self.hidden = check_sizes(self.hidden, "hidden")
         POSTERIORS.lookup(self.posterior)  # a clear error for an unknown name
         PRIORS.lookup(self.prior)
         # A vMF posterior lives on the sphere, every other prior in R^L: their KL would be
