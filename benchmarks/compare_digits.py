@@ -98,14 +98,11 @@ def label(row: dict) -> str:
 
 
 def run_arrays(result: Run) -> dict:
-    """The validation curve and the gallery of one finished run: ``run_missing`` saves them
-    beside the store before the run's row."""
+    """The gallery of one finished run, beside what every run keeps (per-example values,
+    training curves: :meth:`~intro_dgm.runs.runner.Run.arrays`)."""
     from intro_dgm.data import load_dataset
 
-    h = result.history
-    return dict(val_loss=np.asarray(h.val_loss), train_loss=np.asarray(h.train_loss),
-                epoch_seconds=np.asarray(h.epoch_seconds),
-                **gallery(result.model, load_dataset("digits"), seed=result.spec.seed))
+    return gallery(result.model, load_dataset("digits"), seed=result.spec.seed)
 
 
 def describe(spec: RunSpec, row: dict) -> str:

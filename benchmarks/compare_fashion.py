@@ -92,17 +92,14 @@ def label(spec: RunSpec | dict) -> str:
 
 
 def run_arrays(result: Run) -> dict:
-    """The arrays a page plots, for one finished run (``run_missing`` saves them beside the
-    store before the run's row)."""
+    """The arrays a page plots for one finished run beyond what every run keeps
+    (:meth:`~intro_dgm.runs.runner.Run.arrays`: per-example test and validation values,
+    training curves): the same estimate for the MNIST digits and a gallery."""
     mnist, mnist_labels = load_mnist_digits()
     seed_everything(result.spec.seed)
     mnist_ll = iwae_log_likelihood(result.model, mnist, k=result.spec.k)
-    h = result.history
-    return dict(test_log_likelihood=result.test_log_likelihood.cpu().numpy().astype(np.float32),
-                mnist_log_likelihood=mnist_ll.cpu().numpy().astype(np.float32),
+    return dict(mnist_log_likelihood=mnist_ll.cpu().numpy(),
                 mnist_labels=mnist_labels.cpu().numpy(),
-                train_loss=np.asarray(h.train_loss), val_loss=np.asarray(h.val_loss),
-                epoch_seconds=np.asarray(h.epoch_seconds),
                 **gallery(result.model, _split(), seed=result.spec.seed))
 
 

@@ -247,3 +247,36 @@ def test_stratified_steps_are_uniform_and_cover_the_chain():
     # a batch whose size is not a multiple of T covers it as evenly as it can
     counts = torch.bincount(model.draw_steps(10), minlength=8)[1:]
     assert counts.min() >= 1 and counts.max() <= 2
+
+
+@pytest.mark.parametrize("schedule", [{"schedule": "constant", "beta_1": 0.3},
+                                      {"schedule": "log-snr", "log_snr_1": 8.0, "steps": 6}])
+def test_the_log_weight_terms_are_the_plain_form_draw_by_draw(schedule):
+    """(4.91) written forwards, ln p(z_T) + sum_t ln p(z_{t-1}|z_t) + ln p(x|z_1) - sum_t
+    ln q(z_t|z_{t-1}), computed here from the same draws, equals rec - kl_T - kl_steps of the
+    backward factorisation q(z_T|x) prod q(z_{t-1}|z_t, x) that log_weight_terms uses."""
+    model, x, k = _model(schedule), _pixels(5), 4
+    torch.manual_seed(2)
+    with torch.no_grad():
+        terms = model.log_weight_terms(x, k)
+    torch.manual_seed(2)
+    xk = x.repeat(k, 1)
+    chain, z = [], model.rescale(xk)
+    log_q = torch.zeros(k * 5, dtype=torch.float64)
+    with torch.no_grad():
+        for t in range(1, model.steps + 1):
+            beta = model.betas[t - 1]
+            new = (1 - beta).sqrt() * z + beta.sqrt() * torch.randn_like(z)
+            log_q += log_normal_diag(new.double(), (1 - beta).sqrt().double() * z.double(),
+                                     beta.double().log())
+            chain.append(new)
+            z = new
+        log_p = log_normal_diag(chain[-1].double(), torch.zeros(1), torch.zeros(1).double())
+        for t in range(2, model.steps + 1):
+            mean, log_var = model.p_mean_variance(chain[t - 1], t)
+            log_p += log_normal_diag(chain[t - 2].double(), mean.double(),
+                                     log_var.double().expand_as(mean))
+        log_p += model.log_px_given_z1(xk, chain[0]).double()
+    forward = (log_p - log_q).view(k, 5).T
+    assert torch.allclose(terms["rec"] - terms["kl"], forward, rtol=1e-6, atol=1e-4)
+    assert torch.allclose(terms["kl"], terms["kl_T"] + terms["kl_steps"])

@@ -159,7 +159,9 @@ def _vmf(m, kappas, seed=0, dtype=torch.float64):
 
 
 def test_vmf_kl_matches_50_digit_references_on_the_whole_grid():
-    """m in {3, 16, 64, 256}, kappa in 1e-3..1e4 (tests/data/make_vmf_reference.py)."""
+    """m in {3, 16, 64, 256}, kappa in 1e-3..1e8 (tests/data/make_vmf_reference.py): the KL,
+    its gradient and A_m. The encoder's kappa is unbounded (softplus + 1), so the grid goes
+    where the textbook forms cancel: at kappa = 1e8, kappa A_m and ln C_m are both ~1e8."""
     for m in sorted({r["m"] for r in REFERENCE}):
         rows = [r for r in REFERENCE if r["m"] == m]
         kappa = torch.tensor([r["kappa"] for r in rows], dtype=torch.float64, requires_grad=True)
@@ -171,12 +173,14 @@ def test_vmf_kl_matches_50_digit_references_on_the_whole_grid():
         ref_a = torch.tensor([float(r["mean_length"]) for r in rows], dtype=torch.float64)
         assert ((a - ref_a).abs() / ref_a).max() < 1e-10
         (grad,) = torch.autograd.grad(ours.sum(), kappa)
-        assert torch.isfinite(grad).all() and (grad > 0).all()  # KL grows with kappa
+        ref_grad = torch.tensor([float(r["dkl_dkappa"]) for r in rows], dtype=torch.float64)
+        assert ((grad - ref_grad).abs() / ref_grad).max() < 1e-8, (m, grad, ref_grad)
 
 
 def test_vmf_kl_gradient_against_finite_differences():
     for m in (2, 3, 16, 64, 256):
-        kappa = torch.tensor([1e-3, 0.3, 5.0, 80.0, 2e3], dtype=torch.float64, requires_grad=True)
+        kappa = torch.tensor([1e-3, 0.3, 5.0, 80.0, 2e3, 1e5, 1e6, 1e7, 1e8], dtype=torch.float64,
+                             requires_grad=True)
         (grad,) = torch.autograd.grad(D.kl_vmf_uniform(m, kappa).sum(), kappa)
         # Central differences with a relative step: at kappa = 2e3 the KL (about 8) carries
         # ~4e-10 of rounding (SciPy's ive), too much for gradcheck's absolute step of 1e-6.
@@ -230,6 +234,32 @@ def test_vmf_w_follows_the_exact_distribution_on_s2():
         assert kstest(w, cdf).pvalue > 1e-3
 
 
+def _one_minus_w(z, mu):
+    """``1 - mu^T z`` of samples ``z`` ``(n, m)``, from their angle to ``mu`` in float64:
+    ``2 sin^2(theta / 2)``. At kappa = 1e8, 1 - w is 1e-8, below float32's rounding of w
+    itself (6e-8) and of |z|; the angle, from the part of z orthogonal to mu, keeps it."""
+    z, mu = z.detach().double(), mu.detach().double()
+    cos = z @ mu
+    theta = torch.atan2((z - cos[:, None] * mu).norm(dim=1), cos)
+    return (2 * torch.sin(theta / 2) ** 2).numpy()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kappa", [1e6, 1e8])
+def test_vmf_w_follows_the_exact_distribution_at_large_kappa(kappa, dtype):
+    """On S^2, y = 1 - w has the CDF (1 - e^{-kappa y}) / (1 - e^{-2 kappa}) on [0, 2] (from
+    the density of w, kappa e^{kappa w} / (2 sinh kappa)), evaluated in log-space through
+    expm1 (e^{kappa w} overflows). A w rounded to float32 before sqrt(1 - w^2) quantises y in
+    steps of 6e-8: 6 % of its scale at kappa = 1e6, all of it at 1e8 (every sample = mu)."""
+    from scipy.stats import kstest
+
+    torch.manual_seed(4)
+    q = _vmf(3, [kappa], dtype=dtype)
+    y = _one_minus_w(q.rsample(5000)[:, 0], q.mu[0])
+    cdf = lambda v: np.exp(np.log(-np.expm1(-kappa * v)) - np.log(-np.expm1(-2 * kappa)))  # noqa: E731
+    assert kstest(y, cdf).pvalue > 1e-3
+
+
 def _w_quantile_m3(u, kappa):
     """The inverse CDF of w on S^2: w = 1 + ln(u + (1 - u) e^{-2 kappa}) / kappa."""
     return 1 + np.log(u + (1 - u) * np.exp(-2 * kappa)) / kappa
@@ -253,6 +283,20 @@ def test_implicit_gradient_equals_finite_differences_of_the_quantile_sample_by_s
         h = 1e-5 * max(kappa, 1)
         fd = (_w_quantile_m3(u, kappa + h) - _w_quantile_m3(u, kappa - h)) / (2 * h)
         assert np.allclose(grads, fd, rtol=1e-5, atol=1e-10), (grads, fd)
+
+    # Large kappa: w is 1 - O(1/kappa), so difference the quantile of y = 1 - w instead,
+    # y = -ln(u + (1 - u) e^{-2 kappa}) / kappa, with u = F(w) from y (no e^{kappa w}).
+    for kappa in (1e4, 1e6, 1e8):
+        k = torch.tensor([kappa], dtype=torch.float64, requires_grad=True)
+        mu = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)
+        z = D.VonMisesFisher(mu, k).rsample(6)[:, 0]
+        grads = [torch.autograd.grad(wi, k, retain_graph=True)[0].item() for wi in z[:, 0]]
+        y = _one_minus_w(z, mu[0])
+        u = np.exp(-kappa * y) * np.expm1(-kappa * (2 - y)) / np.expm1(-2 * kappa)
+        y_of = lambda kap: -np.log(u + (1 - u) * np.exp(-2 * kap)) / kap  # noqa: E731
+        h = 1e-5 * kappa
+        fd = -(y_of(kappa + h) - y_of(kappa - h)) / (2 * h)  # dw/dkappa = -dy/dkappa
+        assert np.allclose(grads, fd, rtol=1e-5, atol=0), (kappa, grads, fd)
 
     m, kappa = 16, 7.0
     log_c = lambda k: D.log_vmf_normaliser(m, torch.tensor(k, dtype=torch.float64)).item()  # noqa: E731
@@ -303,8 +347,9 @@ def test_vmf_is_finite_with_finite_gradients_everywhere_in_float32_and_float64()
     for dtype in (torch.float32, torch.float64):
         for m in (2, 3, 16, 64, 256):
             torch.manual_seed(0)
-            kappa = torch.tensor([1e-3, 0.1, 1.0, 10.0, 1e3, 1e4], dtype=dtype, requires_grad=True)
-            raw = torch.randn(6, m, dtype=dtype, requires_grad=True)
+            kappa = torch.tensor([1e-3, 0.1, 1.0, 10.0, 1e3, 1e4, 1e6, 1e8], dtype=dtype,
+                                 requires_grad=True)
+            raw = torch.randn(8, m, dtype=dtype, requires_grad=True)
             q = D.VonMisesFisher(raw / raw.norm(dim=1, keepdim=True), kappa)
             z = q.rsample(3)
             total = q.log_prob(z).sum() + q.kl_uniform().sum() + q.entropy().sum() + z.sum()

@@ -184,7 +184,8 @@ def test_models_without_an_encoder_run_the_same_protocol(digits, name, config):
     assert "active_units" not in m  # no learned encoder, nothing to count
     assert m["sampling_seconds"] > 0 and math.isfinite(m["test_nll_iw"])
     if name == "realnvp":  # invertible: forward and back is the identity on the pixels
-        assert m["reconstruction_mse"] == 0.0 and m["test_kl"] == 0.0
+        assert m["reconstruction_mse"] == 0.0 and "test_kl" not in m  # no latent, no KL
+        assert m["test_elbo"] == m["test_rec"]
     else:  # z_T keeps almost nothing of x: the error is far above a VAE's
         assert m["reconstruction_mse"] > 10.0
 
@@ -207,17 +208,25 @@ def test_run_missing_resumes(tmp_path, digits, capsys):
     assert f"done {specs[0].id}" in out and "2 runs found, 0 to go" in out
 
 
-def test_a_run_keeps_its_per_example_test_log_likelihoods(digits):
+def test_a_run_keeps_the_per_example_values_its_metrics_are_means_of(digits):
     result = run(RunSpec(**TINY), digits)
-    ll = result.test_log_likelihood
+    ll, m, per = result.test_log_likelihood, result.metrics, result.per_example
     assert ll.shape == (digits.test.shape[0],) and torch.isfinite(ll).all()
-    assert -ll.mean().item() == pytest.approx(result.metrics["test_nll_iw"], abs=1e-5)
+    # every stored test number recomputes from the per-example values (float64 means)
+    assert -per["test_log_likelihood"].mean() == pytest.approx(m["test_nll_iw"], rel=1e-12)
+    for name in ("elbo", "rec", "kl"):
+        assert per[f"test_{name}"].mean() == pytest.approx(m[f"test_{name}"], rel=1e-12)
+    assert m["test_elbo"] == pytest.approx(m["test_rec"] - m["test_kl"], rel=1e-9)
+    assert (per["test_log_likelihood"] >= per["test_elbo"] - 1e-9).all()
+    assert per["val_elbo"].shape == (digits.val.shape[0],)
     # the same numbers as a separate, seeded evaluation of the trained model
     metrics, again = protocol.evaluate_per_example(result.model, digits, 5, result.spec.seed)
     timeless = lambda m: {k: v for k, v in m.items() if "seconds" not in k}
-    assert torch.equal(again, ll)
+    assert all((again[k] == per[k]).all() for k in per)
     assert timeless(metrics) == timeless(protocol.evaluate(result.model, digits, 5,
                                                            result.spec.seed))
+    curves = result.arrays()
+    assert len(curves["val_loss"]) == len(curves["epoch_seconds"]) == m["epochs"]
 
 
 def test_the_after_hook_runs_before_the_row_is_stored_and_not_for_failed_runs(

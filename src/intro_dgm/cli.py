@@ -37,6 +37,7 @@ from .data import DATA_DIR_ENV, DATASETS, load_dataset
 from .models import MODELS, model_entry
 from .encoders import POSTERIORS
 from .priors import PRIORS
+from .runs.reproduce import REPRODUCE_RTOL, reproduction_report
 from .protocol import (DATA_FIELDS, EXTRA_METRICS, ResultsStore, RunSpec, evaluate,
                        markdown_table, run_and_store, store_path)
 from .training import TrainConfig
@@ -180,7 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--threads", type=_number(int, "--threads", positive=True), default=None)
     _add_data_dir(e)
 
-    r = sub.add_parser("reproduce", help="re-run a stored row; print stored and new metrics")
+    r = sub.add_parser("reproduce", help="re-run a stored row; print stored and new metrics",
+                       description="Re-run a stored row and compare: a loss within relative "
+                       f"{REPRODUCE_RTOL:g} of the stored one counts as reproduced (another "
+                       "processor or thread count sums in another order), counts (epochs, "
+                       "active units, parameters) must be equal, times are not compared. "
+                       "Exit status 0 when reproduced, 1 otherwise.")
     r.add_argument("results", type=_results_file,
                    help="a results file, or the name of one of the book's stores (e.g. priors)")
     r.add_argument("row_id")
@@ -312,14 +318,9 @@ def _results_file(value: str) -> Path:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _is_timing(key: str) -> bool:
-    """Metrics that measure time differ between two runs of the same spec."""
-    return "seconds" in key
-
-
 def reproduce(args) -> tuple[str, bool]:
     """``intro-dgm reproduce``: re-run a stored row; returns the report and whether every
-    metric but the times is identical."""
+    metric but the times reproduced (:func:`~intro_dgm.runs.reproduce.reproduction_report`)."""
     stored = ResultsStore(args.results).row(args.row_id)
     spec = RunSpec.from_dict(stored["spec"])
     if spec.id != stored["id"]:
@@ -328,26 +329,7 @@ def reproduce(args) -> tuple[str, bool]:
     row, result = run_and_store(spec, None, progress=not args.quiet)
     if result is not None:
         _save(args.out, result, row)
-    old, new = stored.get("metrics") or {}, row.get("metrics") or {}
-    lines = [f"row {stored['id']}: stored status {stored['status']}, new status {row['status']}",
-             "", "| metric | stored | new | |", "|---|---|---|---|"]
-    same = stored["status"] == row["status"]
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if _is_timing(key):
-            verdict = "time (differs by nature)"
-        elif a == b:
-            verdict = "identical"
-        else:
-            verdict, same = "DIFFERS", False
-        lines.append(f"| {key} | {a} | {b} | {verdict} |")
-    env_old, env_new = stored.get("environment") or {}, row.get("environment") or {}
-    changed = [k for k in sorted(set(env_old) | set(env_new)) if env_old.get(k) != env_new.get(k)]
-    lines.append("")
-    lines.append("environment: " + ("unchanged" if not changed else "changed: " + ", ".join(
-        f"{k} {env_old.get(k)} -> {env_new.get(k)}" for k in changed)))
-    lines.append("all metrics identical (times aside)" if same else "some metrics differ")
-    return "\n".join(lines), same
+    return reproduction_report(stored, row)
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,9 @@
 r"""Evaluation under one protocol for every model (nats per example unless stated).
 
-* :func:`elbo` -- the single-sample ELBO averaged over a data set.
+* :func:`elbo` -- the model's cheap ELBO (``model.bound``), per example: what early stopping
+  reads.
+* :func:`evaluate_bound` -- one pass over S draws per example: the importance-weighted
+  estimate, the ELBO and its terms from the same draws (the test metrics).
 * :func:`iwae_log_likelihood` -- the importance-weighted estimate (Burda et al., 2016)
 
   .. math:: \ln p(x) \approx \ln \frac1S \sum_{s=1}^S \frac{p(x, z_s)}{q(z_s|x)},
@@ -16,7 +19,7 @@ The out-of-distribution scores (:func:`~intro_dgm.ood.auroc`, the complexity mea
 :mod:`intro_dgm.ood`.
 
 A model is used through the interface of :mod:`intro_dgm.models.base`: ``bound(x)`` (dict of
-``(B,)`` terms), ``log_weights(x, k) -> (B, k)`` and, for the active units of a
+``(B,)`` terms), ``log_weight_terms(x, k) -> {name: (B, k)}`` and, for the active units of a
 latent-variable model, ``posterior_means(x)`` (level name -> posterior means). Every function leaves the model in the
 training mode it found it in. The single-latent diagnostics (ELBO decomposition, holes,
 density grids) are in :mod:`intro_dgm.analysis`.
@@ -44,15 +47,30 @@ def elbo(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Ten
 
 
 @torch.no_grad()
-def iwae_log_likelihood(model: nn.Module, x: torch.Tensor, k: int = 1000,
-                        chunk_size: int | None = None, batch_size: int | None = None
-                        ) -> torch.Tensor:
-    r"""Per-example importance-weighted estimate of :math:`\ln p(x)`: ``(N,)``.
+def evaluate_bound(model: nn.Module, x: torch.Tensor, k: int = 1000,
+                   chunk_size: int | None = None, batch_size: int | None = None
+                   ) -> dict[str, torch.Tensor]:
+    r"""One evaluation pass: from the same S = ``k`` draws per example, the importance-weighted
+    estimate of :math:`\ln p(x)`, the ELBO and each of its terms, per example, float64 ``(N,)``.
+
+    With :math:`\ln\omega_s = \mathrm{rec}_s - \mathrm{kl}_s` the shares of the log-weights
+    (``model.log_weight_terms``):
+
+    * ``"log_likelihood"``: :math:`\ln \frac1S \sum_s \omega_s` (Burda et al., 2016), a lower
+      bound in expectation that tightens as S grows;
+    * ``"elbo"``: :math:`\frac1S \sum_s \ln\omega_s`, the mean log-weight, never above the
+      IW estimate of the same draws (Jensen);
+    * ``"rec"``, ``"kl"`` and each part (``"kl_z1"``, ``"kl_T"``, ...): the mean over the same
+      draws of that share, so that ``elbo = rec - kl`` per example, draw by draw. A model
+      without latents (a flow) has only ``rec`` (= ``elbo``).
+
+    Computed in chunks of samples with a running ``logsumexp`` and running sums in float64,
+    so S = 5000 needs the memory of one chunk.
 
     Args:
-        model: provides ``log_weights(x, k) -> (B, k)``.
+        model: provides ``log_weight_terms(x, k) -> {name: (B, k)}``.
         x: ``(N, D)`` data.
-        k: S, the number of importance samples per example (``S >= 1``; ``S = 1`` is the ELBO).
+        k: S, the number of importance samples per example (``S >= 1``).
         chunk_size: samples drawn at once for every example; the default keeps one chunk
             of ``batch_size * chunk_size`` decoder evaluations near 16k: the decoder's outputs
             then stay small enough for the CPU caches (200k at once ran 2x slower here,
@@ -67,16 +85,31 @@ def iwae_log_likelihood(model: nn.Module, x: torch.Tensor, k: int = 1000,
         chunk_size = max(1, min(k, 16_384 // batch_size))
     check_int(chunk_size, "chunk_size", minimum=1)
     dev = module_device(model)
-    out = []
+    out: dict[str, list] = {}
     with eval_mode(model):
         for i in range(0, x.shape[0], batch_size):
             xb = x[i:i + batch_size].to(dev)
-            running = torch.full((xb.shape[0],), -math.inf, device=dev)
+            running = torch.full((xb.shape[0],), -math.inf, dtype=torch.float64, device=dev)
+            sums: dict[str, torch.Tensor] = {}
             for start in range(0, k, chunk_size):
-                log_w = model.log_weights(xb, min(chunk_size, k - start))
+                terms = {name: t.double() for name, t in
+                         model.log_weight_terms(xb, min(chunk_size, k - start)).items()}
+                log_w = terms["rec"] - terms["kl"] if "kl" in terms else terms["rec"]
                 running = torch.logaddexp(running, torch.logsumexp(log_w, dim=1))
-            out.append((running - math.log(k)).cpu())
-    return torch.cat(out)
+                for name, value in {"elbo": log_w, **terms}.items():
+                    sums[name] = sums.get(name, 0.0) + value.sum(dim=1)
+            out.setdefault("log_likelihood", []).append((running - math.log(k)).cpu())
+            for name, total in sums.items():
+                out.setdefault(name, []).append((total / k).cpu())
+    return {name: torch.cat(parts) for name, parts in out.items()}
+
+
+def iwae_log_likelihood(model: nn.Module, x: torch.Tensor, k: int = 1000,
+                        chunk_size: int | None = None, batch_size: int | None = None
+                        ) -> torch.Tensor:
+    r"""Per-example importance-weighted estimate of :math:`\ln p(x)`, float64 ``(N,)``:
+    :func:`evaluate_bound`'s ``"log_likelihood"`` (``S = 1`` is a one-draw ELBO)."""
+    return evaluate_bound(model, x, k, chunk_size, batch_size)["log_likelihood"]
 
 
 def bits_per_dim(nll_nats: torch.Tensor | float, dim: int) -> torch.Tensor | float:

@@ -1,10 +1,14 @@
 r"""The modified Bessel function of the first kind, :math:`\ln I_\nu(x)` and the ratio
 :math:`I_{\nu+1}(x)/I_\nu(x)`, stable for every order and argument: a power series of positive
 terms up to ``x = 50``, SciPy's scaled ``ive`` above, Debye's expansion where even that
-underflows, all in float64 NumPy, wrapped as differentiable torch functions. The von
+underflows, and Hankel's large-argument expansion where the ratio is within
+:math:`O(1/x)` of 1 (there ``1 - ratio`` and its derivative come from the series itself, so
+nothing cancels), all in float64 NumPy, wrapped as differentiable torch functions. The von
 Mises-Fisher distribution (:mod:`.vmf`) is built on it.
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 
@@ -78,11 +82,90 @@ def _log_iv_numpy(nu: float, x):
 
 
 def _ratio_numpy(nu: float, x):
-    r""":math:`I_{\nu+1}(x)/I_\nu(x) = \frac{x}{2(\nu+1)}\,S_{\nu+1}(x)/S_\nu(x)` in float64."""
+    r""":math:`I_{\nu+1}(x)/I_\nu(x) = \frac{x}{2(\nu+1)}\,S_{\nu+1}(x)/S_\nu(x)` in float64;
+    ``1 - delta`` from :func:`_hankel_series` where that is exact to double precision (the
+    ``S`` ratio of two numbers near ``e^x`` loses ``x * 1e-16`` there: 1e-8 at ``x = 1e8``,
+    as much as ``1 - ratio`` itself)."""
     import numpy as np
 
     x = np.asarray(x, dtype=np.float64)
-    return x / (2 * (nu + 1)) * np.exp(_log_s_numpy(nu + 1, x) - _log_s_numpy(nu, x))
+    out = np.empty_like(x)
+    large = x >= _hankel_min_x(nu)
+    xs = x[~large]
+    out[~large] = xs / (2 * (nu + 1)) * np.exp(_log_s_numpy(nu + 1, xs) - _log_s_numpy(nu, xs))
+    out[large] = 1 - _hankel_series(nu, x[large], "delta")
+    return out
+
+
+# ----------------------------------------------------------- large x: Hankel's expansion
+#: Terms kept of the large-argument series below; 30 reach double precision from
+#: x = 25 for nu <= 7.5 (m <= 17 in the vMF) to x = 1500 for nu = 127 (:func:`_hankel_min_x`).
+_HANKEL_TERMS = 30
+#: Hankel's series leaves out a part of relative size e^{-2x}: below 1e-21 from x = 25.
+_HANKEL_FLOOR_X = 25.0
+
+
+@functools.lru_cache(maxsize=64)
+def _hankel_coefficients(nu: float):
+    r"""Coefficients :math:`\ell_1..\ell_{K+1}` of :math:`\ln P_\nu(t) = \sum_n \ell_n t^n`,
+    :math:`t = 1/x`, where :math:`I_\nu(x) = \frac{e^x}{\sqrt{2\pi x}} P_\nu(t)\,(1 + O(e^{-2x}))`
+    and :math:`P_\nu(t) = \sum_k (-1)^k a_k t^k`, :math:`a_k = \prod_{j=1}^k
+    \frac{4\nu^2 - (2j-1)^2}{8j}` (Hankel; DLMF 10.40.1), as float64 ``(K + 1,)``.
+
+    In exact rational arithmetic: the log's recurrence :math:`\ell_n = p_n - \frac1n
+    \sum_{j<n} j\,\ell_j\,p_{n-j}` cancels catastrophically in floats for large ``nu``
+    (:math:`\ell_2 = -(4\nu^2-1)/16` from :math:`p_2 \approx (4\nu^2)^2/128`)."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    mu = 4 * Fraction(nu) ** 2  # exact: a float is a dyadic rational
+    p, a = [Fraction(1)], Fraction(1)
+    for k in range(1, _HANKEL_TERMS + 2):
+        a = a * (mu - (2 * k - 1) ** 2) / (8 * k)
+        p.append(-a if k % 2 else a)
+    ell = [Fraction(0)]
+    for n in range(1, _HANKEL_TERMS + 2):
+        ell.append(p[n] - sum(j * ell[j] * p[n - j] for j in range(1, n)) / n)
+    return np.array([float(c) for c in ell[1:]])
+
+
+@functools.lru_cache(maxsize=64)
+def _hankel_min_x(nu: float) -> float:
+    r"""The smallest ``x`` from which :func:`_hankel_series` is exact to double precision:
+    the first left-out term of the steepest series (``x A'``, coefficients :math:`n\,d_n`)
+    is below 1e-17 of its leading term :math:`(\nu + \tfrac12)/x`, and ``x >= 25``."""
+    ell = _hankel_coefficients(nu)
+    K = _HANKEL_TERMS
+    first_left_out = (K + 1) * K * abs(ell[K - 1])  # (K+1) d_{K+1}, d_{K+1} = K ell_K
+    return max(_HANKEL_FLOOR_X, (first_left_out / (1e-17 * (nu + 0.5))) ** (1 / K))
+
+
+def _hankel_series(nu: float, x, which: str):
+    r"""Large-``x`` forms from :math:`\ln I_\nu(x) = x - \tfrac12\ln(2\pi x) + \sum_n \ell_n t^n`
+    (``t = 1/x``, for ``x >=`` :func:`_hankel_min_x`), each a series whose first term
+    dominates, so no digit cancels:
+
+    * ``"log_p"``: :math:`\sum_n \ell_n t^n`;
+    * ``"delta"``: :math:`\delta = 1 - \frac{I_{\nu+1}}{I_\nu} = \sum_n d_n t^n` with
+      :math:`d_1 = \nu + \tfrac12`, :math:`d_{n+1} = n\,\ell_n` (from
+      :math:`\frac{I_{\nu+1}}{I_\nu} = \frac{d}{dx}\ln I_\nu - \frac\nu x`);
+    * ``"x_ratio_prime"``: :math:`x\,\frac{d}{dx}\frac{I_{\nu+1}}{I_\nu} = -x\,\delta'(x)
+      = \sum_n n\,d_n t^n` (where :math:`1 - A^2 - \frac{2\nu+1}{x}A` would cancel to
+      :math:`O(x^{-2})`).
+    """
+    import numpy as np
+    from numpy.polynomial import polynomial
+
+    ell = _hankel_coefficients(nu)[:_HANKEL_TERMS]
+    t = 1 / np.asarray(x, dtype=np.float64)
+    n = np.arange(1, _HANKEL_TERMS + 1)
+    if which == "log_p":
+        coef = ell
+    else:
+        d = np.concatenate([[nu + 0.5], n[:-1] * ell[:-1]])  # d_1..d_K
+        coef = d if which == "delta" else n * d
+    return polynomial.polyval(t, np.concatenate([[0.0], coef]))  # Horner, from t^0 = 0
 
 
 def _numpy(x: torch.Tensor):

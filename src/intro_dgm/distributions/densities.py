@@ -32,6 +32,13 @@ def log_normal_diag(x: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor) ->
     return -0.5 * (LOG_2PI + log_var + (x - mu) ** 2 * torch.exp(-log_var)).sum(dim=-1)
 
 
+
+def log_normal_diag64(z: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """:func:`log_normal_diag` in float64 (``log_var`` broadcast to ``z``), returned as float64:
+    where two large, nearly equal log-densities are subtracted (a diffusion step's posterior
+    and model densities at a nearly noiseless start), float32 would lose their difference."""
+    return log_normal_diag(z.double(), mean.double(), log_var.double().expand_as(z))
+
 def log_standard_normal(x: torch.Tensor) -> torch.Tensor:
     r""":math:`\ln \mathcal{N}(x \mid 0, I)`, summed over the last dimension."""
     return -0.5 * (LOG_2PI + x**2).sum(dim=-1)

@@ -9,8 +9,13 @@ A :class:`GenerativeModel` is what :func:`~intro_dgm.training.fit`,
 * ``bound(x)`` -- the **evaluation**: the per-example ELBO and its terms, ``{"elbo", "rec",
   "kl", ...}`` with ``elbo = rec - kl`` (the package's sign convention: ``kl = ln q - ln p``);
   early stopping and the test metrics read it. No ``"loss"`` key: nothing is trained on it.
-* ``log_weights(x, k)`` -- ``(B, k)`` importance log-weights
-  :math:`\ln p(x, z_s) - \ln q(z_s|x)`, from which the importance-weighted bound is computed;
+* ``log_weight_terms(x, k)`` -- for ``k`` draws :math:`z_s \sim q(z|x)`, the importance
+  log-weight :math:`\ln p(x, z_s) - \ln q(z_s|x)` split into its shares, each ``(B, k)``:
+  ``"rec"`` (:math:`\ln p(x|z_s)`) and, for a model with latents, ``"kl"``
+  (:math:`\ln q(z_s|x) - \ln p(z_s)`) with its parts ``"kl_<part>"`` (per level, or a
+  diffusion model's ``kl_T`` and chain) that add up to it, draw by draw. One pass of
+  :func:`~intro_dgm.evaluation.evaluate_bound` turns them into the importance-weighted
+  bound, the ELBO and every term, from the same draws; ``log_weights(x, k)`` is their sum;
 * ``sample(n, mean=False)`` -- ``n`` new observations (or the decoder's means);
 * ``reconstruct(x)`` -- ``x`` sent through the model's code and back;
 * ``initialise_from_data(x)`` -- the one step a data-dependent part needs after building
@@ -34,7 +39,7 @@ import torch
 from torch import nn
 
 #: What every registered model implements (checked at registration).
-INTERFACE = ("loss", "bound", "log_weights", "sample", "reconstruct")
+INTERFACE = ("loss", "bound", "log_weight_terms", "sample", "reconstruct")
 #: What a latent-variable model adds.
 LATENT_INTERFACE = INTERFACE + ("posterior_means",)
 
@@ -51,8 +56,14 @@ class GenerativeModel(nn.Module, abc.ABC):
         """The per-example ELBO and its terms ``(B,)``: ``"elbo"``, ``"rec"``, ``"kl"``, ..."""
 
     @abc.abstractmethod
+    def log_weight_terms(self, x: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+        """For ``k`` draws from the posterior, the shares of each importance log-weight,
+        ``(B, k)`` each: ``"rec"``, and ``"kl"`` with its parts where the model has latents."""
+
     def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        """``(B, k)`` importance log-weights ``ln p(x, z_s) - ln q(z_s | x)``."""
+        """``(B, k)`` importance log-weights ``ln p(x, z_s) - ln q(z_s | x) = rec - kl``."""
+        terms = self.log_weight_terms(x, k)
+        return terms["rec"] - terms["kl"] if "kl" in terms else terms["rec"]
 
     @abc.abstractmethod
     def sample(self, n: int, mean: bool = False) -> torch.Tensor:

@@ -27,17 +27,16 @@ Buffers and methods are named after these formulas (``betas``, ``alphas_cumprod`
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from ..decoders import CategoricalDecoder, check_pixels
-from ..distributions import (discretised_gaussian_probs, kl_normal_diag,
-                             log_discretised_gaussian, log_normal_diag)
+from ..distributions import (kl_normal_diag, log_discretised_gaussian, log_normal_diag,
+                             log_normal_diag64)
 from ..nets import sinusoidal_embedding
 from ..utils import check_choice, check_int, check_tensor
 from .base import GenerativeModel
+from .diffusion_sampling import AncestralSampling
 
 #: A DDGM's choices: the data term p(x|z_1); the variance sigma_t^2 of p(z_{t-1}|z_t) (the
 #: forward posterior's or beta_t); what a training step minimises; how a training batch draws
@@ -46,7 +45,7 @@ DATA_TERMS, VARIANCES = ("discretised-gaussian", "categorical"), ("posterior", "
 OBJECTIVES, STEP_SAMPLING = ("elbo", "simple"), ("uniform", "stratified")
 
 
-class DDGM(GenerativeModel):
+class DDGM(AncestralSampling, GenerativeModel):
     r"""A diffusion-based deep generative model (see the module docstring).
 
     Args:
@@ -318,79 +317,43 @@ class DDGM(GenerativeModel):
                 rec = out["rec"][:B]
         return {"kl": kl, "rec": rec}
 
-    def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        r"""Importance log-weights over all latents, ``(B, k)``:
-        :math:`\ln p_\theta(x, z_{1:T}) - \ln q(z_{1:T}|x)` for ``k`` forward chains
-        :math:`z_{1:T} \sim q(\cdot|x)` (costs k·T network evaluations per example)."""
+    def log_weight_terms(self, x: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+        r"""For ``k`` forward chains :math:`z_{1:T} \sim q(\cdot|x)`, the shares of
+        :math:`\ln p_\theta(x, z_{1:T}) - \ln q(z_{1:T}|x)`, each ``(B, k)``, with the chain's
+        density factorised backwards, :math:`q(z_{1:T}|x) = q(z_T|x)\prod_{t\ge2}
+        q(z_{t-1}|z_t, x)` (the same joint): ``rec`` = :math:`\ln p_\theta(x|z_1)`, ``kl_T`` =
+        :math:`\ln q(z_T|x) - \ln p(z_T)`, ``kl_steps`` = :math:`\sum_{t\ge2} \ln
+        q(z_{t-1}|z_t,x) - \ln p_\theta(z_{t-1}|z_t)`, ``kl`` their sum. Their expectations are
+        the KL form's terms (:meth:`bound`); draw by draw they add up to the log-weight. The
+        chain is drawn forwards and each step's terms added as it goes (only two latents are
+        held at once); the densities are taken in float64. Costs k·T network evaluations per
+        example."""
         self.validate(x)
         check_int(k, "k", minimum=1)
-        B, D = x.shape
+        B, T = x.shape[0], self.steps
         xk = x.repeat(k, 1)
-        z_prev = self.rescale(xk)
-        log_w = torch.zeros(k * B, device=x.device)
-        chain = []
-        for t in range(1, self.steps + 1):  # z_t ~ q(z_t|z_{t-1}), with ln q of each step
+        x0 = self.rescale(xk)
+        kl_steps = torch.zeros(k * B, dtype=torch.float64, device=x.device)
+        z_prev = x0
+        for t in range(1, T + 1):  # z_t ~ q(z_t|z_{t-1})
             beta_t = self.betas[t - 1]
             z_t = (1 - beta_t).sqrt() * z_prev + beta_t.sqrt() * torch.randn_like(z_prev)
-            log_w -= log_normal_diag(z_t, (1 - beta_t).sqrt() * z_prev, beta_t.log())
-            chain.append(z_t)
+            if t == 1:
+                rec = self.log_px_given_z1(xk, z_t).double()
+            else:
+                steps = torch.full((k * B,), t, dtype=torch.long, device=x.device)
+                mean_q, var_q = self.q_posterior(z_t, xk, steps)
+                mean_p, log_var_p = self.p_mean_variance(z_t, steps)
+                kl_steps += (log_normal_diag64(z_prev, mean_q, var_q.log())
+                             - log_normal_diag64(z_prev, mean_p, log_var_p))
             z_prev = z_t
-        log_w += -0.5 * (math.log(2 * math.pi) + chain[-1] ** 2).sum(-1)  # ln p(z_T)
-        for t in range(2, self.steps + 1):
-            steps = torch.full((k * B,), t, dtype=torch.long, device=x.device)
-            mean, log_var = self.p_mean_variance(chain[t - 1], steps)
-            log_w += log_normal_diag(chain[t - 2], mean, log_var.expand_as(mean))
-        log_w += self.log_px_given_z1(xk, chain[0])
-        return log_w.view(k, B).T
-
-    # ------------------------------------------------------------------ generation
-    @torch.no_grad()
-    def p_sample(self, z_t: torch.Tensor, t: int) -> torch.Tensor:
-        r"""One ancestral step: :math:`z_{t-1} \sim p_\theta(z_{t-1}|z_t)` for every row of
-        ``z_t`` ``(n, D)``, at step ``t`` (2..T)."""
-        steps = torch.full((z_t.shape[0],), t, dtype=torch.long, device=z_t.device)
-        mu, log_var = self.p_mean_variance(z_t, steps)
-        return mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
-
-    @torch.no_grad()
-    def sample(self, n: int, mean: bool = False, trajectory: bool = False):
-        r"""``n`` images: :math:`z_T \sim \mathcal N(0, I)`, then :math:`z_{t-1} \sim
-        p_\theta(z_{t-1}|z_t)` down to :math:`z_1`, then :math:`x \sim p_\theta(x|z_1)` (or
-        its mean). Pixel values ``(n, D)`` in ``0..V-1``; with ``trajectory=True`` also the
-        list :math:`[z_T, \dots, z_1]` of ``(n, D)`` tensors."""
-        check_int(n, "n", minimum=1)
-        z = torch.randn(n, self.input_dim, device=self.betas.device)
-        path = [z]
-        for t in range(self.steps, 1, -1):
-            z = self.p_sample(z, t)
-            path.append(z)
-        x = self._data_sample(z, mean)
-        return (x, path) if trajectory else x
-
-    def _data_sample(self, z_1: torch.Tensor, mean: bool) -> torch.Tensor:
-        if self.data_decoder is not None:
-            return self.data_decoder.mean(z_1) if mean else self.data_decoder.sample(z_1)
-        one = torch.ones(z_1.shape[0], dtype=torch.long, device=z_1.device)
-        if self.num_vals is None:
-            mu, log_var = self.p_mean_variance(z_1, one)
-            return mu if mean else mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
-        mu, log_var = self.p_mean_variance(z_1, one)
-        # the discretised Gaussian's probabilities over the V values, per pixel: (n, D, V)
-        probs = discretised_gaussian_probs(mu, 0.5 * log_var, self.num_vals)
-        if mean:
-            return probs @ torch.arange(self.num_vals, device=z_1.device, dtype=z_1.dtype)
-        return torch.multinomial(probs.reshape(-1, self.num_vals), 1).view(mu.shape).float()
-
-    @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, mean: bool = True, t: int | None = None
-                    ) -> torch.Tensor:
-        """Noise ``x`` to step ``t`` with q (default T: the model's code :math:`z_T`), then
-        run the reverse chain back to an image (its mean with ``mean=True``)."""
-        t = self.steps if t is None else t
-        z = self.q_sample(x, t)
-        for s in range(t, 1, -1):
-            z = self.p_sample(z, s)
-        return self._data_sample(z, mean)
+        last = torch.full((k * B,), T, dtype=torch.long, device=x.device)
+        mean_T = self._at("sqrt_alphas_cumprod", last) * x0
+        log_var_T = torch.log1p(-self._at("alphas_cumprod", last))
+        kl_T = (log_normal_diag64(z_prev, mean_T, log_var_T)
+                - log_normal_diag64(z_prev, torch.zeros_like(z_prev), torch.zeros_like(log_var_T)))
+        terms = {"rec": rec, "kl": kl_T + kl_steps, "kl_T": kl_T, "kl_steps": kl_steps}
+        return {name: value.view(k, B).T for name, value in terms.items()}
 
     def log_snr(self) -> torch.Tensor:
         r""":math:`\rho_t = \ln\frac{\bar\alpha_t}{1-\bar\alpha_t}`, ``(T,)``: where the

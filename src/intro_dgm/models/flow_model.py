@@ -75,12 +75,13 @@ class RealNVPModel(GenerativeModel):
         terms = self.bound(x)
         return {"loss": -terms["rec"], **terms}
 
-    def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        r""":math:`\ln p(x + u_s) - \ln q(u_s)` with :math:`q = U[0,1)^D` (log-density 0): ``(B, k)``."""
+    def log_weight_terms(self, x: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+        r"""``{"rec": ln p(x + u_s) - ln q(u_s)}`` ``(B, k)`` with :math:`q = U[0,1)^D`
+        (log-density 0): the whole log-weight; no latent code, so no ``kl``."""
         check_pixels(x, self.num_vals, self.input_dim)
         check_int(k, "k", minimum=1)
         v = x.unsqueeze(0) + torch.rand(k, *x.shape, device=x.device)
-        return self.log_density(v.reshape(-1, x.shape[1])).view(k, x.shape[0]).T
+        return {"rec": self.log_density(v.reshape(-1, x.shape[1])).view(k, x.shape[0]).T}
 
     @torch.no_grad()
     def sample(self, n: int, mean: bool = False) -> torch.Tensor:

@@ -26,7 +26,8 @@ standard Gaussian or a VampPrior. They differ in the variational posterior:
 Both keep the VAE's contract: ``loss(x, beta)`` returns per-example ``loss``, ``elbo``,
 ``rec``, ``kl`` and the KL term of each level (``kl_z1``, ``kl_z2``), which add up to
 ``kl``. (In the bottom-up model ``kl_z1 = ln q(z1|x) - ln p(z1|z2)`` is a one-sample estimate
-of a difference of expectations, not a KL: per sample it can be negative.) ``log_weights(x, k)`` the importance weights over *all* latents;
+of a difference of expectations, not a KL: per sample it can be negative.)
+``log_weight_terms(x, k)`` the importance log-weights over *all* latents, split by level;
 ``sample(n, mean=False, z2=None)``; ``posterior_means(x)`` per level (the active units);
 ``kl_groups`` names each level's KL term and size (free bits, per level).
 """
@@ -132,14 +133,18 @@ class HierarchicalVAE(LatentVariableModel):
         terms = self.bound(x)
         return {"loss": -(terms["rec"] - beta * terms["kl"]), **terms}
 
-    def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        r""":math:`\ln p(x, z_1, z_2) - \ln q(z_1, z_2|x)` for ``k`` samples: ``(B, k)``."""
+    def log_weight_terms(self, x: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+        r"""For ``k`` draws of both levels from the posterior, the shares of
+        :math:`\ln p(x, z_1, z_2) - \ln q(z_1, z_2|x)`, each ``(B, k)``: ``rec`` =
+        :math:`\ln p(x|z_1[, z_2])`, ``kl_z1`` = :math:`\ln q(z_1|\cdot) - \ln p(z_1|z_2)`,
+        ``kl_z2`` = :math:`\ln q(z_2|\cdot) - \ln p(z_2)` and ``kl`` their sum."""
         self.decoder.validate(x)
         z1, z2, log_q1, log_q2 = self._infer(x, k)
         mu_p, log_var_p = self.p_z1(z2)
-        log_p = (self.decoder.log_prob(x, self._decoder_input(z1, z2))
-                 + log_normal_diag(z1, mu_p, log_var_p) + self._log_p_z2(z2))
-        return (log_p - log_q1 - log_q2).transpose(0, 1)
+        rec = self.decoder.log_prob(x, self._decoder_input(z1, z2))
+        kl_z1 = log_q1 - log_normal_diag(z1, mu_p, log_var_p)
+        kl_z2 = log_q2 - self._log_p_z2(z2)
+        return {"rec": rec.T, "kl": (kl_z1 + kl_z2).T, "kl_z1": kl_z1.T, "kl_z2": kl_z2.T}
 
     @torch.no_grad()
     def sample(self, n: int, mean: bool = False, z2: torch.Tensor | None = None) -> torch.Tensor:

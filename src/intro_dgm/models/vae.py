@@ -6,9 +6,9 @@
 a posterior object (:mod:`intro_dgm.posteriors`), the decoder is a likelihood
 (:mod:`intro_dgm.decoders`), the prior any of :mod:`intro_dgm.priors`. Its ``loss(x)``
 returns per-example terms with the package-wide sign convention ``kl = ln q - ln p`` and
-``elbo = rec - kl``; ``log_weights(x, k)`` gives the importance weights
-``ln p(x, z_s) - ln q(z_s | x)`` that :mod:`intro_dgm.evaluation` turns into the
-importance-weighted bound.
+``elbo = rec - kl``; ``log_weight_terms(x, k)`` gives the importance log-weights
+``ln p(x, z_s) - ln q(z_s | x)`` split into ``rec`` and ``kl``, which
+:mod:`intro_dgm.evaluation` turns into the importance-weighted bound and the ELBO.
 """
 from __future__ import annotations
 
@@ -88,13 +88,15 @@ class VAE(LatentVariableModel):
         terms = self.bound(x)
         return {"loss": -(terms["rec"] - beta * terms["kl"]), **terms}
 
-    def log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        r"""Importance log-weights :math:`\ln \omega_s = \ln p(x, z_s) - \ln q(z_s|x)`, ``z_s ~ q(z|x)``,
-        for ``k`` = S samples: ``(B, k)``."""
+    def log_weight_terms(self, x: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+        r"""For ``k`` = S draws :math:`z_s \sim q(z|x)`, the shares of the importance log-weight
+        :math:`\ln\omega_s = \ln p(x|z_s) - [\ln q(z_s|x) - \ln p(z_s)]`: ``{"rec", "kl"}``,
+        each ``(B, k)`` (``kl`` a one-draw estimate, never the closed form: the terms must add
+        up to the log-weight draw by draw)."""
         z, log_q = self.posterior(x).rsample(k)  # (k, B, L), (k, B)
         log_px_given_z = self.decoder.log_prob(x, z)  # (k, B)
         log_pz = self.prior.log_prob(z.reshape(-1, z.shape[-1])).reshape(z.shape[:2])
-        return (log_px_given_z + log_pz - log_q).transpose(0, 1)
+        return {"rec": log_px_given_z.transpose(0, 1), "kl": (log_q - log_pz).transpose(0, 1)}
 
     @torch.no_grad()
     def sample(self, n: int, mean: bool = False) -> torch.Tensor:

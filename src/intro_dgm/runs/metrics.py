@@ -11,14 +11,13 @@ from __future__ import annotations
 import statistics
 import time
 
-
+import numpy as np
 import torch
 from torch import nn
 
 from ..analysis import aggregated_posterior, hole_mass
 from ..data import Split, load_digits_labels
-from ..evaluation import (SampleScorer, active_units_per_level, bits_per_dim, elbo,
-                          iwae_log_likelihood)
+from ..evaluation import SampleScorer, active_units_per_level, bits_per_dim, elbo, evaluate_bound
 from ..models import LatentVariableModel
 from ..utils import Registry, check_int, eval_mode, module_device, seed_everything
 
@@ -36,18 +35,6 @@ def count_parameters(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def _test_terms(model: nn.Module, x: torch.Tensor) -> dict:
-    """``test_<term>``: the mean over ``x`` of every term of ``model.bound`` but ``elbo``."""
-    sums: dict[str, float] = {}
-    with eval_mode(model):
-        for i in range(0, x.shape[0], 1000):
-            for key, value in model.bound(x[i:i + 1000]).items():
-                if key != "elbo":
-                    sums[key] = sums.get(key, 0.0) + value.sum().item()
-    return {f"test_{key}": total / x.shape[0] for key, total in sums.items()}
-
-
-@torch.no_grad()
 def evaluate(model: nn.Module, split: Split, k: int, seed: int) -> dict:
     """The test metrics of a trained model (seeded, so they do not depend on training time)."""
     return evaluate_per_example(model, split, k, seed)[0]
@@ -55,16 +42,36 @@ def evaluate(model: nn.Module, split: Split, k: int, seed: int) -> dict:
 
 @torch.no_grad()
 def evaluate_per_example(model: nn.Module, split: Split, k: int, seed: int
-                         ) -> tuple[dict, torch.Tensor]:
-    """:func:`evaluate`'s metrics and the per-example IW estimates of ln p(x) on the test set
-    (shape ``(N_test,)``; their mean is ``-metrics["test_nll_iw"]``)."""
+                         ) -> tuple[dict, dict[str, np.ndarray]]:
+    """:func:`evaluate`'s metrics and the per-example values they are means of.
+
+    One pass of :func:`~intro_dgm.evaluation.evaluate_bound` with S = ``k`` draws per test
+    image gives ``test_nll_iw`` and, from the same draws, ``test_elbo`` (the mean
+    log-weight) and ``test_<term>`` for each of its shares (``rec``, ``kl`` and the parts of
+    ``kl``): the terms add up (``test_elbo = test_rec - test_kl``) and the IW bound is never
+    below the ELBO, image by image. The KLs are these per-draw estimates, never a closed form.
+    The same pass on the validation set is kept too. ``train_elbo`` is the cheap
+    ``model.bound`` (one draw per image) on the training set, the estimate early stopping
+    reads on the validation set. Every mean is taken in float64.
+
+    Returns:
+        ``(metrics, arrays)``: ``arrays`` holds float64 ``(N,)`` arrays ``test_log_likelihood``,
+        ``test_elbo``, ``test_<term>`` and ``val_...`` alike, from which every stored test
+        number is recomputed (``metrics["test_nll_iw"] = -test_log_likelihood.mean()``).
+    """
     seed_everything(seed)
     start = time.perf_counter()
-    ll = iwae_log_likelihood(model, split.test, k=k)
+    test = evaluate_bound(model, split.test, k=k)
     eval_seconds = time.perf_counter() - start
-    test_elbo = elbo(model, split.test).mean().item()
-    metrics = {"test_nll_iw": -ll.mean().item(), "test_elbo": test_elbo, "k": k,
-               "eval_seconds": eval_seconds}
+    seed_everything(seed)
+    val = evaluate_bound(model, split.val, k=k)
+    arrays = {f"{part}_{name}": values.cpu().numpy()
+              for part, values_of in (("test", test), ("val", val))
+              for name, values in values_of.items()}
+    metrics = {"test_nll_iw": -float(test["log_likelihood"].mean()),
+               "test_elbo": float(test["elbo"].mean()), "k": k, "eval_seconds": eval_seconds}
+    metrics.update({f"test_{name}": float(values.mean()) for name, values in test.items()
+                    if name not in ("log_likelihood", "elbo")})
     # active units measure a learned encoder; a diffusion model's posterior is fixed noise
     units = (active_units_per_level(model, split.test)
              if isinstance(model, LatentVariableModel) else {})
@@ -72,11 +79,10 @@ def evaluate_per_example(model: nn.Module, split: Split, k: int, seed: int
         metrics["active_units"] = sum(units.values())
     if len(units) > 1:  # a hierarchical model: each level's too
         metrics.update({f"active_units_{level}": n for level, n in units.items()})
-    metrics["train_elbo"] = elbo(model, split.train).mean().item()
+    metrics["train_elbo"] = float(elbo(model, split.train).double().mean())
     metrics["test_nll_iw_bpd"] = bits_per_dim(metrics["test_nll_iw"], split.dim)
-    metrics["test_neg_elbo_bpd"] = bits_per_dim(-test_elbo, split.dim)
-    metrics.update(_test_terms(model, split.test))
-    return metrics, ll
+    metrics["test_neg_elbo_bpd"] = bits_per_dim(-metrics["test_elbo"], split.dim)
+    return metrics, arrays
 
 
 def _hole_mass(model, split, spec) -> dict:

@@ -10,8 +10,9 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,24 +26,61 @@ from .store import ResultsStore, make_row, save_run_arrays
 
 
 def environment(device: torch.device) -> dict:
-    """What the numbers depend on beyond the spec: versions, threads, device, machine."""
+    """What the numbers depend on beyond the spec: versions, the code that wrote them (git
+    commit and whether the tree had uncommitted changes, when the package runs from a clone),
+    threads, device and the processor (another processor prints other last digits)."""
     import numpy
     import scipy
     import sklearn
 
     from .. import __version__
 
-    return {"intro_dgm": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "scipy": scipy.__version__, "sklearn": sklearn.__version__,
-            "python": platform.python_version(), "machine": platform.machine(),
+    return {"intro_dgm": __version__, **code_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "scipy": scipy.__version__,
+            "sklearn": sklearn.__version__, "python": platform.python_version(),
+            "machine": platform.machine(), "cpu": cpu_model(),
             "threads": torch.get_num_threads(), "device": str(device)}
+
+
+def code_version() -> dict:
+    """``{"commit", "dirty"}`` of the git checkout the package runs from; both ``None`` for an
+    installed package (its version names the code then)."""
+    import subprocess
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True,
+                              timeout=30)
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode:
+            return {"commit": None, "dirty": None}
+        status = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):  # no git on this machine
+        return {"commit": None, "dirty": None}
+    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def cpu_model() -> str:
+    """The processor's model name (Linux: /proc/cpuinfo; elsewhere what platform says)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 @dataclass
 class Run:
     """A trained model (on the CPU, eval mode), its history, its metrics and its spec;
-    ``test_log_likelihood`` holds the per-example IW estimates whose mean is
-    ``-metrics["test_nll_iw"]`` (a page's histogram of them needs no second evaluation)."""
+    ``per_example`` holds the float64 per-example values the test metrics are means of (and
+    the validation set's alike: :func:`~intro_dgm.runs.metrics.evaluate_per_example`), which
+    are kept beside a store with the training curves (:meth:`arrays`)."""
 
     spec: RunSpec
     model: nn.Module
@@ -50,7 +88,20 @@ class Run:
     history: History
     metrics: dict
     environment: dict
-    test_log_likelihood: torch.Tensor | None = None
+    per_example: dict = field(default_factory=dict)
+
+    @property
+    def test_log_likelihood(self) -> torch.Tensor:
+        """The per-example IW estimates of ln p(x) on the test set (their mean is
+        ``-metrics["test_nll_iw"]``): a page's histogram needs no second evaluation."""
+        return torch.from_numpy(self.per_example["test_log_likelihood"])
+
+    def arrays(self) -> dict:
+        """What is kept beside a store for every run: the per-example values and the full
+        training curves (each epoch's training objective, validation -ELBO and seconds)."""
+        h = self.history
+        return {**self.per_example, "train_loss": np.asarray(h.train_loss),
+                "val_loss": np.asarray(h.val_loss), "epoch_seconds": np.asarray(h.epoch_seconds)}
 
     def summary(self) -> str:
         """One line: epochs, test NLL and -ELBO, parameters, training time, extras."""
@@ -98,7 +149,7 @@ def run(spec: RunSpec, split: Split | None = None, progress: bool = False) -> Ru
                       progress=progress)
         train_seconds = time.perf_counter() - start
         model.cpu().eval()
-        metrics, test_ll = evaluate_per_example(model, split, spec.k, spec.seed)
+        metrics, per_example = evaluate_per_example(model, split, spec.k, spec.seed)
         metrics.update(epochs=history.epochs, best_epoch=history.best_epoch,
                        best_val_loss=history.best_val_loss,
                        seconds_per_epoch=history.seconds_per_epoch,
@@ -108,11 +159,11 @@ def run(spec: RunSpec, split: Split | None = None, progress: bool = False) -> Ru
             metrics.update(EXTRA_METRICS[name](model, split, spec))
     finally:
         torch.set_num_threads(threads_before)
-    return Run(spec, model, config, history, metrics, env, test_ll)
+    return Run(spec, model, config, history, metrics, env, per_example)
 
 
-#: ``after(run)`` of a sweep: the arrays to keep beside the store for a finished run
-#: (``{name: array}``), or ``None`` for none.
+#: ``after(run)`` of a sweep: arrays to keep beside the store for a finished run
+#: (``{name: array}``) on top of :meth:`Run.arrays`, which every run keeps; or ``None``.
 AfterHook = Callable[["Run"], "dict | None"]
 
 
@@ -120,8 +171,9 @@ def run_and_store(spec: RunSpec, store: ResultsStore | None = None, split: Split
                   progress: bool = False, after: AfterHook | None = None
                   ) -> tuple[dict, Run | None]:
     """:func:`run`, turning a diverged run into a ``failed`` row; with ``store``, saves the
-    arrays ``after(run)`` returns beside it (:attr:`ResultsStore.arrays_dir`) and then appends
-    the row. Returns ``(row, run)`` (``run`` is ``None`` when it failed).
+    run's arrays (:meth:`Run.arrays`: per-example values, training curves) and those
+    ``after(run)`` returns beside it (:attr:`ResultsStore.arrays_dir`), then appends the row.
+    Returns ``(row, run)`` (``run`` is ``None`` when it failed).
 
     The arrays are written *before* the row: every ``ok`` row has its arrays, and a sweep
     interrupted in between re-runs the spec rather than leaving a row without its files.
@@ -136,7 +188,7 @@ def _row_and_arrays(spec: RunSpec, split: Split | None, progress: bool,
                     after: AfterHook | None) -> tuple[dict, dict | None, Run | None]:
     try:
         result = run(spec, split, progress)
-        arrays = after(result) if after is not None else None
+        arrays = {**result.arrays(), **((after(result) if after is not None else None) or {})}
         return make_row(spec, result), arrays, result
     except NonFiniteLossError as exc:
         return (make_row(spec, error=f"{type(exc).__name__}: {exc}",
