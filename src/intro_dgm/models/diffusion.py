@@ -43,6 +43,8 @@ from .diffusion_sampling import AncestralSampling
 #: its steps t (see :meth:`DDGM.draw_steps`).
 DATA_TERMS, VARIANCES = ("discretised-gaussian", "categorical"), ("posterior", "beta")
 OBJECTIVES, STEP_SAMPLING = ("elbo", "simple"), ("uniform", "stratified")
+#: how ``objective='elbo'`` estimates -ELBO in training (see :meth:`DDGM.loss`)
+ESTIMATORS = ("ends-every-example", "one-term")
 
 
 class DDGM(AncestralSampling, GenerativeModel):
@@ -61,19 +63,21 @@ class DDGM(AncestralSampling, GenerativeModel):
             ``None`` for the discretised Gaussian around :math:`\mu_\theta(z_1, 1)` with
             :math:`\sigma_1 = \sqrt{\beta_1}`.
         variance: ``posterior`` (:math:`\sigma_t^2 = \tilde\beta_t`) or ``beta``.
-        objective: ``elbo`` (training minimises an unbiased one-term estimate of -ELBO) or
+        objective: ``elbo`` (training minimises an unbiased estimate of -ELBO) or
             ``simple`` (:math:`\Vert\epsilon - \epsilon_\theta\Vert^2`, Ho et al.'s
             :math:`L_\mathrm{simple}`).
         embedding_dim: the size of the step embedding for a shared network.
         step_sampling: ``uniform`` (each example's step drawn independently) or
             ``stratified`` (the batch's steps spread evenly over 1..T, see :meth:`draw_steps`).
+        estimator: how ``objective='elbo'`` estimates -ELBO, one of :data:`ESTIMATORS`
+            (:meth:`loss`).
     """
 
     def __init__(self, betas: torch.Tensor, eps_nets: nn.Module, input_dim: int,
                  num_vals: int | None = 17,
                  data_decoder: CategoricalDecoder | None = None, variance: str = "posterior",
                  objective: str = "elbo", embedding_dim: int = 32,
-                 step_sampling: str = "uniform"):
+                 step_sampling: str = "uniform", estimator: str = "ends-every-example"):
         super().__init__()
         betas = torch.as_tensor(betas, dtype=torch.float64)
         if betas.ndim != 1 or not len(betas):
@@ -83,6 +87,7 @@ class DDGM(AncestralSampling, GenerativeModel):
         self.variance = check_choice(variance, "variance", VARIANCES)
         self.objective = check_choice(objective, "objective", OBJECTIVES)
         self.step_sampling = check_choice(step_sampling, "step_sampling", STEP_SAMPLING)
+        self.estimator = check_choice(estimator, "estimator", ESTIMATORS)
         self.input_dim = check_int(input_dim, "input_dim", minimum=1)
         self.num_vals = None if num_vals is None else check_int(num_vals, "num_vals", minimum=2)
         if self.num_vals is None and data_decoder is not None:
@@ -255,13 +260,22 @@ class DDGM(AncestralSampling, GenerativeModel):
                 "kl_steps": kl_steps}
 
     def loss(self, x: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:
-        r"""The training objective, per example ``(B,)``, in any mode: one step
-        :math:`t \sim U\{1..T\}` per example (drawn by :meth:`draw_steps`) gives the unbiased
-        estimate :math:`L_T + T\cdot(\text{term } t)` of -ELBO (the stochastic layer-wise
-        objective); ``loss`` is that estimate (``objective='elbo'``) or
-        :math:`L_\mathrm{simple} = \Vert\epsilon-\epsilon_\theta(z_t, t)\Vert^2` (``'simple'``;
-        with a categorical data term, its -ln p(x|z_1) at t = 1). ``elbo``, ``rec`` and the KLs
-        are the same one-step estimates; :meth:`bound` computes every term.
+        r"""The training objective, per example ``(B,)``, in any mode (:meth:`bound` computes
+        every term). With ``objective='elbo'``, ``loss`` is an unbiased estimate of -ELBO:
+
+        * ``estimator='ends-every-example'`` (the default): the data term
+          :math:`\ln p_\theta(x|z_1)` and :math:`L_T` on every example, and one chain step
+          :math:`t \sim U\{2..T\}` per example weighted by :math:`T - 1`:
+          :math:`L_T - \ln p_\theta(x|z_1) + (T-1) L_{t-1}`. The data term, which holds nearly
+          all of the spread of the terms, is then learned from every example of a batch;
+        * ``estimator='one-term'`` (the stochastic layer-wise objective): one step
+          :math:`t \sim U\{1..T\}` per example weighted by :math:`T`, the data term being
+          the term of ``t = 1``: :math:`L_T + T\cdot(\text{term } t)`.
+
+        With ``objective='simple'``, ``loss`` is :math:`L_\mathrm{simple} = \Vert\epsilon -
+        \epsilon_\theta(z_t, t)\Vert^2` at one :math:`t \sim U\{1..T\}` (with a categorical
+        data term, its -ln p(x|z_1) at t = 1), and ``elbo`` the one-term estimate. Steps are
+        drawn by :meth:`draw_steps`; ``elbo``, ``rec`` and the KLs are the estimate's terms.
         """
         if beta != 1.0:
             raise ValueError("beta (KL warm-up) does not apply to a diffusion model: its "
@@ -269,6 +283,14 @@ class DDGM(AncestralSampling, GenerativeModel):
         self.validate(x)
         kl_T = self.kl_T(x)
         B, T = x.shape[0], self.steps
+        if self.objective == "elbo" and self.estimator == "ends-every-example":
+            rec = self.log_px_given_z1(x, self.q_sample(x, 1))
+            kl_steps = torch.zeros_like(rec)
+            if T > 1:  # each of the T - 1 chain terms is drawn with probability 1/(T - 1)
+                kl_steps = (T - 1) * self.term(x, self.draw_steps(B, x.device, first=2))["kl"]
+            elbo = rec - kl_T - kl_steps
+            return {"loss": -elbo, "elbo": elbo, "rec": rec, "kl": kl_T + kl_steps,
+                    "kl_T": kl_T, "kl_steps": kl_steps}
         t = self.draw_steps(B, x.device)
         one = self.term(x, t)
         # each of the T terms is drawn with probability 1/T: T x (drawn term) is unbiased
@@ -284,8 +306,8 @@ class DDGM(AncestralSampling, GenerativeModel):
         return {"loss": loss, "elbo": elbo, "rec": rec, "kl": kl_T + kl_steps, "kl_T": kl_T,
                 "kl_steps": kl_steps}
 
-    def draw_steps(self, n: int, device=None) -> torch.Tensor:
-        r"""Steps ``(n,)`` in 1..T for a training batch, each uniform on 1..T on its own.
+    def draw_steps(self, n: int, device=None, first: int = 1) -> torch.Tensor:
+        r"""Steps ``(n,)`` in first..T for a training batch, each uniform on first..T on its own.
 
         ``uniform``: independent draws. ``stratified`` (the low-discrepancy sampler of
         Kingma et al., 2021): one :math:`u \sim U[0, 1)` shifts the grid
@@ -293,10 +315,11 @@ class DDGM(AncestralSampling, GenerativeModel):
         examples; every example's step is still uniform (so each term of the estimate stays
         unbiased), but the batch covers the chain evenly and the batch mean varies less.
         """
+        count = self.steps - first + 1
         if self.step_sampling == "uniform":
-            return torch.randint(1, self.steps + 1, (n,), device=device)
+            return torch.randint(first, self.steps + 1, (n,), device=device)
         grid = (torch.rand((), device=device) + torch.arange(n, device=device) / n) % 1.0
-        t = (grid * self.steps).long().clamp(max=self.steps - 1) + 1
+        t = (grid * count).long().clamp(max=count - 1) + first
         return t[torch.randperm(n, device=device)]
 
     @torch.no_grad()

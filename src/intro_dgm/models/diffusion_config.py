@@ -12,7 +12,7 @@ from ..data import DataFields
 from ..decoders import CategoricalDecoder
 from ..nets import mlp
 from ..utils import check_choice, check_int, check_sizes
-from .diffusion import DATA_TERMS, DDGM, OBJECTIVES, STEP_SAMPLING, VARIANCES
+from .diffusion import DATA_TERMS, DDGM, ESTIMATORS, OBJECTIVES, STEP_SAMPLING, VARIANCES
 from .schedules import make_betas
 
 
@@ -26,7 +26,8 @@ class DiffusionConfig(DataFields):
     :func:`make_betas`; ``hidden`` the noise predictor's layers; ``shared``: one network
     with a step embedding of ``embedding_dim`` (DDPM) or one network per step (the book's
     DDGM); ``data_term`` one of :data:`DATA_TERMS`; ``variance`` one of :data:`VARIANCES`;
-    ``objective`` one of :data:`OBJECTIVES`; ``step_sampling`` one of :data:`STEP_SAMPLING`
+    ``objective`` one of :data:`OBJECTIVES`; ``estimator`` one of :data:`ESTIMATORS` (how the
+    ``elbo`` objective is estimated in training); ``step_sampling`` one of :data:`STEP_SAMPLING`
     (how a training batch draws its steps). ``likelihood``: ``categorical`` or
     ``bernoulli`` (the diffusion runs on rescaled integer pixels), or ``gaussian`` for
     real-valued data (the 2-D toys), where the data term is a Gaussian density.
@@ -45,6 +46,7 @@ class DiffusionConfig(DataFields):
     variance: str = "posterior"
     objective: str = "elbo"
     step_sampling: str = "uniform"
+    estimator: str = "ends-every-example"
 
     def __post_init__(self):
         super().__post_init__()  # the data fields: the chain runs on rescaled integer pixels,
@@ -61,6 +63,10 @@ class DiffusionConfig(DataFields):
         check_choice(self.variance, "variance", VARIANCES)
         check_choice(self.objective, "objective", OBJECTIVES)
         check_choice(self.step_sampling, "step_sampling", STEP_SAMPLING)
+        check_choice(self.estimator, "estimator", ESTIMATORS)
+        if self.objective == "simple" and self.estimator != "ends-every-example":
+            raise ValueError("estimator applies to objective 'elbo' (L_simple keeps its own "
+                             "definition); leave it at its default with objective 'simple'")
         self.betas()  # checks the schedule and its options now, not at build time
 
     def betas(self) -> torch.Tensor:
@@ -83,4 +89,4 @@ def build_ddgm(config: DiffusionConfig) -> DDGM:
                if c.data_term == "categorical" else None)
     num_vals = None if c.likelihood == "gaussian" else c.num_vals
     return DDGM(c.betas(), eps_nets, D, num_vals, decoder, c.variance, c.objective,
-                c.embedding_dim, c.step_sampling)
+                c.embedding_dim, c.step_sampling, c.estimator)
