@@ -308,3 +308,20 @@ def test_the_log_weight_terms_are_the_plain_form_draw_by_draw(schedule):
     forward = (log_p - log_q).view(k, 5).T
     assert torch.allclose(terms["rec"] - terms["kl"], forward, rtol=1e-6, atol=1e-4)
     assert torch.allclose(terms["kl"], terms["kl_T"] + terms["kl_steps"])
+
+
+def test_requested_log_snr_end_points_are_honoured_or_refused():
+    """A requested end point is never moved by a clamp: log_snr_1 up to 18.42 is kept (and
+    log_snr() reports it from the float64 schedule, where float32 alpha_bar rounds to 1 from
+    about 17); beyond, and a drop too fast for the steps, is an error naming the argument."""
+    for rho_1 in (10.0, 17.0, 18.4):
+        model = build_model("ddgm", {**TINY, "schedule": "log-snr", "log_snr_1": rho_1,
+                                     "log_snr_T": -10.0, "steps": 50})
+        rho = model.log_snr()
+        assert rho.dtype == torch.float64
+        assert rho[0].item() == pytest.approx(rho_1, abs=1e-6)
+        assert rho[-1].item() == pytest.approx(-10.0, abs=1e-6)
+    with pytest.raises(ValueError, match=r"log_snr_1 = 18.5 is too high.*at most 18.42"):
+        make_betas("log-snr", 50, log_snr_1=18.5)
+    with pytest.raises(ValueError, match="log_snr_T = -30.0 over 3 steps drops the log-SNR too fast"):
+        make_betas("log-snr", 3, log_snr_T=-30.0)

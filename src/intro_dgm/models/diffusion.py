@@ -116,6 +116,12 @@ class DDGM(AncestralSampling, GenerativeModel):
         }
         for name, value in buffers.items():
             self.register_buffer(name, value.float())
+        # rho_t from the float64 schedule, kept out of the state_dict (it follows from betas):
+        # ln alpha_bar_t = sum ln(1 - beta_s) and ln(1 - alpha_bar_t) = ln(-expm1(...)) stay
+        # exact where alpha_bar_t is within float rounding of 1
+        log_alpha_bar = torch.cumsum(torch.log1p(-betas), 0)
+        self.register_buffer("_log_snr", log_alpha_bar - torch.log(-torch.expm1(log_alpha_bar)),
+                             persistent=False)
         # sigma_t^2 of p(z_{t-1}|z_t); at t = 1 the posterior variance is 0 (z_0 = x is known
         # given z_1 and x), and p(x|z_1) is the data term, so index 0 is the data term's beta_1
         reverse = posterior_variance if variance == "posterior" else betas.clone()
@@ -379,7 +385,7 @@ class DDGM(AncestralSampling, GenerativeModel):
         return {name: value.view(k, B).T for name, value in terms.items()}
 
     def log_snr(self) -> torch.Tensor:
-        r""":math:`\rho_t = \ln\frac{\bar\alpha_t}{1-\bar\alpha_t}`, ``(T,)``: where the
-        schedule starts (:math:`\rho_1`) and ends (:math:`\rho_T`)."""
-        a = self.alphas_cumprod.double()
-        return (a.log() - torch.log1p(-a)).float()
+        r""":math:`\rho_t = \ln\frac{\bar\alpha_t}{1-\bar\alpha_t}`, ``(T,)`` float64: where
+        the schedule starts (:math:`\rho_1`) and ends (:math:`\rho_T`). Kept from the float64
+        schedule: the float32 :math:`\bar\alpha_t` rounds to 1 from :math:`\rho_t \approx 17`."""
+        return self._log_snr.clone()

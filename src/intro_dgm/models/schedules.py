@@ -43,10 +43,16 @@ def constant(T: int, beta_1=None, beta_T=None, log_snr_1=None, log_snr_T=None) -
     return torch.full((T,), b1, dtype=torch.float64)
 
 
+#: a beta_t is kept in [BETA_MIN, BETA_MAX]: below 1e-8 a step adds no noise that float32 can
+#: hold (and its log-variance is -18.4); at 1 a step would erase z_{t-1} entirely
+BETA_MIN, BETA_MAX = 1e-8, 0.999
+
+
 def _betas_from_alphas_cumprod(alphas_cumprod: torch.Tensor) -> torch.Tensor:
-    r""":math:`\beta_t = 1 - \bar\alpha_t/\bar\alpha_{t-1}`, clamped to ``[1e-8, 0.999]``."""
+    r""":math:`\beta_t = 1 - \bar\alpha_t/\bar\alpha_{t-1}`, clamped to ``[BETA_MIN, BETA_MAX]``
+    (the cosine schedule's own cap of 0.999, Nichol & Dhariwal, 2021)."""
     prev = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])
-    return torch.clamp(1.0 - alphas_cumprod / prev, min=1e-8, max=0.999)
+    return torch.clamp(1.0 - alphas_cumprod / prev, min=BETA_MIN, max=BETA_MAX)
 
 
 def cosine(T: int, beta_1=None, beta_T=None, log_snr_1=None, log_snr_T=None) -> torch.Tensor:
@@ -69,7 +75,19 @@ def log_snr(T: int, beta_1=None, beta_T=None, log_snr_1=None, log_snr_T=None) ->
         raise ValueError(f"log_snr_1 must be > log_snr_T (noise grows along the chain), got "
                          f"{hi} and {lo}")
     lam = hi + (lo - hi) * (t - 1) / max(T - 1, 1) if T > 1 else t.new_full((1,), lo)
-    return _betas_from_alphas_cumprod(torch.sigmoid(lam))
+    alphas_cumprod = torch.sigmoid(lam)
+    prev = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])
+    raw = 1.0 - alphas_cumprod / prev
+    # the end points are asked for by name: refuse what a clamp would silently move
+    if raw[0] < BETA_MIN:
+        raise ValueError(f"log_snr_1 = {hi} is too high: beta_1 = {raw[0].item():.1e} is below "
+                         f"{BETA_MIN:g}, where a step adds no noise float32 can hold (log_snr_1 "
+                         f"must be at most {-math.log(BETA_MIN / (1 - BETA_MIN)):.2f})")
+    if raw.max() > BETA_MAX:
+        raise ValueError(f"log_snr_T = {lo} over {T} steps drops the log-SNR too fast: a step's "
+                         f"beta reaches {raw.max().item():.4f} > {BETA_MAX} (take more steps or a "
+                         "higher log_snr_T)")
+    return torch.clamp(raw, min=BETA_MIN, max=BETA_MAX)
 
 
 #: noise schedules by name (a diffusion config's ``schedule``, the CLI's ``--schedule``)
