@@ -195,3 +195,27 @@ def test_decoder_hidden_sets_the_decoders_layers(name):
     assert linears(None) == [*SMALL["hidden"][::-1], out]
     assert linears(()) == [out]
     assert linears((7, 5)) == [7, 5, out]
+
+
+def test_the_top_down_posterior_starts_at_the_prior(digits):
+    """q_head starts at zero: q(z1|x, z2) = p(z1|z2) for every x at initialisation, so the
+    level-1 KL is exactly 0 before training (07a's exercise 4)."""
+    torch.manual_seed(0)
+    model = build_model("top-down", SMALL)
+    out = model.loss(digits.train[:16])
+    assert torch.equal(out["kl_z1"], torch.zeros(16))
+
+
+@pytest.mark.parametrize("name", ["two-level", "top-down"])
+def test_the_prior_variance_of_level_1_is_bounded(name, digits):
+    """A collapsing p(z1|z2) variance cannot blow up the level-1 KL: its log-variance is
+    soft-clamped to (-10, 10) (NVAE bounds its log-scales likewise)."""
+    torch.manual_seed(0)
+    model = build_model(name, SMALL)
+    head = model.p_head if name == "top-down" else model.p_z1_net[-1]
+    with torch.no_grad():
+        head.bias[SMALL["latent_dim"]:] = -1e4  # the log-variance half
+        _, log_var_p = model.p_z1(torch.randn(5, model.top_latent_dim))
+        out = model.loss(digits.train[:8])
+    assert (log_var_p >= -10).all() and (log_var_p < -9).all()  # tanh saturates in float32
+    assert torch.isfinite(out["loss"]).all() and (out["kl_z1"].abs() < 1e6).all()

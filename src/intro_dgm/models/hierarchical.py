@@ -29,7 +29,8 @@ Both keep the VAE's contract: ``loss(x, beta)`` returns per-example ``loss``, ``
 of a difference of expectations, not a KL: per sample it can be negative.)
 ``log_weight_terms(x, k)`` the importance log-weights over *all* latents, split by level;
 ``sample(n, mean=False, z2=None)``; ``posterior_means(x)`` per level (the active units);
-``kl_groups`` names each level's KL term and size (free bits, per level).
+``kl_groups`` names each level's KL term and size (free bits floor each level's total KL at
+:math:`\eta L_g`, not each dimension's).
 """
 from __future__ import annotations
 
@@ -59,6 +60,19 @@ def _expand(x: torch.Tensor, k: int | None) -> torch.Tensor:
 def _gaussian(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mu, log_var = out.chunk(2, dim=-1)
     return mu, log_var
+
+
+#: The log-variance of p(z_1|z_2) is kept in (-LOG_VAR_BOUND, LOG_VAR_BOUND) by a soft clamp
+#: (NVAE bounds its log-scales the same way, Vahdat & Kautz, 2020): the prior's inverse
+#: variance multiplies the KL of level 1, which would explode if the variance collapsed.
+LOG_VAR_BOUND = 10.0
+
+
+def _prior_gaussian(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mu_p, log_var_p)`` of p(z_1|z_2) from a network's output, the log-variance soft-clamped
+    to (-LOG_VAR_BOUND, LOG_VAR_BOUND) (smooth, so its gradient never vanishes abruptly)."""
+    mu, log_var = out.chunk(2, dim=-1)
+    return mu, LOG_VAR_BOUND * torch.tanh(log_var / LOG_VAR_BOUND)
 
 
 class TopEncoder(nn.Module):
@@ -105,8 +119,8 @@ class HierarchicalVAE(LatentVariableModel):
         return {"kl_z1": self.latent_dim, "kl_z2": self.top_latent_dim}
 
     def p_z1(self, z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""``(mu_p, log_var_p)`` of :math:`p(z_1|z_2)`."""
-        return _gaussian(self.p_z1_net(z2))
+        r"""``(mu_p, log_var_p)`` of :math:`p(z_1|z_2)` (log-variance bounded, LOG_VAR_BOUND)."""
+        return _prior_gaussian(self.p_z1_net(z2))
 
     def _decoder_input(self, z1, z2):
         return torch.cat([z1, z2], dim=-1) if self.decoder_uses_top else z1
@@ -241,7 +255,7 @@ class TopDownVAE(HierarchicalVAE):
     def _level1(self, h1, z2):
         """``(mu_p, log_var_p, delta_mu, delta_log_var)`` for ``z2`` ``(B, L2)`` or ``(k, B, L2)``."""
         d = self.top_down(z2)
-        mu_p, log_var_p = _gaussian(self.p_head(d))
+        mu_p, log_var_p = _prior_gaussian(self.p_head(d))
         h = _expand(h1, None if z2.dim() == 2 else z2.shape[0])
         delta_mu, delta_log_var = _gaussian(self.q_head(torch.cat([h, d], dim=-1)))
         return mu_p, log_var_p, delta_mu, delta_log_var
@@ -368,7 +382,11 @@ def build_top_down(config: TopDownConfig) -> TopDownVAE:
     if c.prior == "vampprior" and c.likelihood != "gaussian":
         kwargs.setdefault("input_range", (0.0, float(c.num_vals - 1)))
     prior = make_prior(c.prior, L2, encoder=top_encoder, input_dim=c.input_dim, **kwargs)
-    return TopDownVAE(top_encoder, top_down, nn.Linear(top_width, 2 * L1),
-                      nn.Linear(width + top_width, 2 * L1), _decoder(c), prior, L1, L2,
-                      c.decoder_uses_top)
+    q_head = nn.Linear(width + top_width, 2 * L1)
+    # zero: q(z1|x, z2) starts at the prior p(z1|z2) (Delta mu = 0, Delta sigma = 1), so the
+    # level-1 KL starts at 0 and the posterior learns only what the data ask of it
+    nn.init.zeros_(q_head.weight)
+    nn.init.zeros_(q_head.bias)
+    return TopDownVAE(top_encoder, top_down, nn.Linear(top_width, 2 * L1), q_head,
+                      _decoder(c), prior, L1, L2, c.decoder_uses_top)
 
