@@ -185,7 +185,7 @@ def test_one_pass_gives_the_iw_bound_the_elbo_and_terms_that_add_up(name, config
         parts = [v for k, v in out.items() if k.startswith("kl_")]
         assert len(parts) == {"vae": 0}.get(name, 2)
         if parts:
-            assert torch.allclose(sum(parts), out["kl"], rtol=1e-12, atol=1e-9)
+            assert torch.allclose(sum(parts), out["kl"], rtol=1e-5, atol=1e-5)  # float32 parts
     assert (out["log_likelihood"] >= out["elbo"] - 1e-9).all()
     # the same draws, through log_weights in one chunk: the same numbers
     torch.manual_seed(1)

@@ -24,6 +24,9 @@ A :class:`GenerativeModel` is what :func:`~intro_dgm.training.fit`,
 * ``kl_groups`` -- KL term name -> the latent dimensions it covers (free bits floor each
   group); empty for a model without a KL.
 
+Devices follow the model: the methods that take data move it to the model's device first
+(:func:`follows_device`).
+
 A :class:`LatentVariableModel` adds a ``prior`` and ``posterior_means(x)`` (level name ->
 the posterior's point summary, from which the active units are counted).
 
@@ -34,14 +37,29 @@ abstract (the message names the missing method).
 from __future__ import annotations
 
 import abc
+import functools
 
 import torch
 from torch import nn
+
+from ..utils import module_device
 
 #: What every registered model implements (checked at registration).
 INTERFACE = ("loss", "bound", "log_weight_terms", "sample", "reconstruct")
 #: What a latent-variable model adds.
 LATENT_INTERFACE = INTERFACE + ("posterior_means",)
+
+
+def follows_device(method):
+    """Decorate a model method whose first argument is data: the data are moved to the
+    model's device first (a model trained on a GPU may stay there; a no-op on the same
+    device), so a caller never has to know where the model lives."""
+    @functools.wraps(method)
+    def moved(self, x, *args, **kwargs):
+        if isinstance(x, torch.Tensor):
+            x = x.to(module_device(self))
+        return method(self, x, *args, **kwargs)
+    return moved
 
 
 class GenerativeModel(nn.Module, abc.ABC):

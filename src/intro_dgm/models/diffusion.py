@@ -35,7 +35,7 @@ from ..distributions import (kl_normal_diag, log_discretised_gaussian, log_norma
                              log_normal_diag64)
 from ..nets import sinusoidal_embedding
 from ..utils import check_choice, check_int, check_tensor
-from .base import GenerativeModel
+from .base import GenerativeModel, follows_device
 from .diffusion_sampling import AncestralSampling
 
 #: A DDGM's choices: the data term p(x|z_1); the variance sigma_t^2 of p(z_{t-1}|z_t) (the
@@ -253,6 +253,7 @@ class DDGM(AncestralSampling, GenerativeModel):
             rec[first] = self.log_px_given_z1(x[first], z_t[first])
         return {"kl": kl, "rec": rec, "eps_mse": ((noise - eps) ** 2).sum(-1)}
 
+    @follows_device
     def bound(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         r"""The full bound, per example ``(B,)``: ``elbo = rec - kl`` with ``kl = kl_T +
         kl_steps``, every term of the chain computed (:meth:`all_terms`: one draw of
@@ -265,6 +266,7 @@ class DDGM(AncestralSampling, GenerativeModel):
         return {"elbo": rec - kl_T - kl_steps, "rec": rec, "kl": kl_T + kl_steps, "kl_T": kl_T,
                 "kl_steps": kl_steps}
 
+    @follows_device
     def loss(self, x: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:
         r"""The training objective, per example ``(B,)``, in any mode (:meth:`bound` computes
         every term). With ``objective='elbo'``, ``loss`` is an unbiased estimate of -ELBO:
@@ -346,6 +348,7 @@ class DDGM(AncestralSampling, GenerativeModel):
                 rec = out["rec"][:B]
         return {"kl": kl, "rec": rec}
 
+    @follows_device
     def log_weight_terms(self, x: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
         r"""For ``k`` forward chains :math:`z_{1:T} \sim q(\cdot|x)`, the shares of
         :math:`\ln p_\theta(x, z_{1:T}) - \ln q(z_{1:T}|x)`, each ``(B, k)``, with the chain's

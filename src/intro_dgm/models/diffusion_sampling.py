@@ -10,6 +10,7 @@ import torch
 
 from ..distributions import discretised_gaussian_probs
 from ..utils import check_int
+from .base import follows_device
 
 
 class AncestralSampling:
@@ -53,6 +54,7 @@ class AncestralSampling:
         return torch.multinomial(probs.reshape(-1, self.num_vals), 1).view(mu.shape).float()
 
     @torch.no_grad()
+    @follows_device
     def reconstruct(self, x: torch.Tensor, mean: bool = True, t: int | None = None
                     ) -> torch.Tensor:
         """Noise ``x`` to step ``t`` with q (default T: the model's code :math:`z_T`), then

@@ -27,7 +27,7 @@ from ..decoders import check_pixels
 from ..distributions import log_standard_normal
 from ..flows import FlowSequence, realnvp
 from ..utils import check_int
-from .base import GenerativeModel
+from .base import GenerativeModel, follows_device
 
 
 class RealNVPModel(GenerativeModel):
@@ -61,6 +61,7 @@ class RealNVPModel(GenerativeModel):
         e, log_det_flow = self.flow(s)
         return log_standard_normal(e) + log_det_flow + log_det_logit
 
+    @follows_device
     def bound(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         r"""``{"elbo", "rec", "kl"}`` ``(B,)``: ``elbo = rec = ln p(x + u)``, one
         :math:`u \sim U[0,1)^D` (the dequantisation bound); ``kl`` is 0: no latent code."""
@@ -75,6 +76,7 @@ class RealNVPModel(GenerativeModel):
         terms = self.bound(x)
         return {"loss": -terms["rec"], **terms}
 
+    @follows_device
     def log_weight_terms(self, x: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
         r"""``{"rec": ln p(x + u_s) - ln q(u_s)}`` ``(B, k)`` with :math:`q = U[0,1)^D`
         (log-density 0): the whole log-weight; no latent code, so no ``kl``."""
@@ -95,6 +97,7 @@ class RealNVPModel(GenerativeModel):
         return torch.clamp(torch.floor(y * self.num_vals), 0, self.num_vals - 1)
 
     @torch.no_grad()
+    @follows_device
     def reconstruct(self, x: torch.Tensor, mean: bool = True) -> torch.Tensor:
         """A flow is invertible: forward and back returns ``x`` (up to float error)."""
         s, _ = self._to_logits(x + 0.5)

@@ -46,7 +46,7 @@ from ..nets import Rescale, mlp
 from ..posteriors import DiagonalGaussian, analytic_kl
 from ..priors import Prior, StandardPrior, make_prior
 from ..utils import check_int, check_sizes
-from .base import LatentVariableModel
+from .base import LatentVariableModel, follows_device
 
 #: the priors a top level can have
 TOP_PRIORS = ("standard", "vampprior")
@@ -133,6 +133,7 @@ class HierarchicalVAE(LatentVariableModel):
         kl = analytic_kl(q2, self.prior)
         return log_q2 - self._log_p_z2(z2) if kl is None else kl
 
+    @follows_device
     def bound(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-example ELBO and its terms ``(B,)``: ``elbo = rec - kl``, ``kl = kl_z1 + kl_z2``
         (each a one-sample estimate over the latents it conditions on)."""
@@ -147,6 +148,7 @@ class HierarchicalVAE(LatentVariableModel):
         terms = self.bound(x)
         return {"loss": -(terms["rec"] - beta * terms["kl"]), **terms}
 
+    @follows_device
     def log_weight_terms(self, x: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
         r"""For ``k`` draws of both levels from the posterior, the shares of
         :math:`\ln p(x, z_1, z_2) - \ln q(z_1, z_2|x)`, each ``(B, k)``: ``rec`` =
@@ -225,6 +227,7 @@ class TwoLevelVAE(HierarchicalVAE):
         return z1, z2, kl_z1, self._kl_z2(q2, z2, log_q2)
 
     @torch.no_grad()
+    @follows_device
     def posterior_means(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         r"""Per level: :math:`\mathbb{E}[z_1|x]` and the mean of :math:`q(z_2 \mid \mathbb{E}[z_1|x], x)`."""
         mu1 = self.q_z1(x).mean
@@ -272,6 +275,7 @@ class TopDownVAE(HierarchicalVAE):
         return z1, z2, kl_z1, self._kl_z2(q2, z2, log_q2)
 
     @torch.no_grad()
+    @follows_device
     def posterior_means(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         r"""Per level: :math:`\mathbb{E}[z_2|x]` and the mean of :math:`q(z_1 \mid x, \mathbb{E}[z_2|x])`."""
         h1, q2 = self.top_encoder.features(x)

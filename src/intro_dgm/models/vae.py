@@ -24,7 +24,7 @@ from ..nets import Rescale
 from ..posteriors import Posterior, analytic_kl, has_analytic_kl
 from ..priors import PRIORS, Prior, StandardPrior, make_prior
 from ..utils import check_int, check_sizes
-from .base import LatentVariableModel
+from .base import LatentVariableModel, follows_device
 
 
 class VAE(LatentVariableModel):
@@ -50,6 +50,7 @@ class VAE(LatentVariableModel):
     def latent_dim(self) -> int:
         return self.encoder.latent_dim
 
+    @follows_device
     def posterior(self, x: torch.Tensor) -> Posterior:
         """``q(z|x)`` for a batch ``x`` of shape ``(B, D)`` (validated against the decoder)."""
         self.decoder.validate(x)
@@ -70,6 +71,7 @@ class VAE(LatentVariableModel):
         """Whether ``loss`` uses a closed-form KL (decided by the posterior and prior types)."""
         return has_analytic_kl(self.encoder.posterior_cls, self.prior)
 
+    @follows_device
     def bound(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-example ELBO and its terms, each ``(B,)``: ``{"elbo": rec - kl, "rec": ln p(x|z),
         "kl": KL}``; ``rec`` is a one-sample estimate, ``kl`` is exact when the posterior and
@@ -88,6 +90,7 @@ class VAE(LatentVariableModel):
         terms = self.bound(x)
         return {"loss": -(terms["rec"] - beta * terms["kl"]), **terms}
 
+    @follows_device
     def log_weight_terms(self, x: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
         r"""For ``k`` = S draws :math:`z_s \sim q(z|x)`, the shares of the importance log-weight
         :math:`\ln\omega_s = \ln p(x|z_s) - [\ln q(z_s|x) - \ln p(z_s)]`: ``{"rec", "kl"}``,

@@ -105,7 +105,7 @@ def _reconstruction(model, split, spec) -> dict:
     ``model.reconstruct(x)`` (decoder means): through the code of a VAE, forward and back
     through a flow, and for a diffusion model noised to z_T and run back (its code)."""
     with eval_mode(model):
-        x_hat = model.reconstruct(split.test)
+        x_hat = model.reconstruct(split.test).cpu()
     return {"reconstruction_mse": ((x_hat - split.test) ** 2).mean().item()}
 
 

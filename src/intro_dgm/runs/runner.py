@@ -148,7 +148,7 @@ def run(spec: RunSpec, split: Split | None = None, progress: bool = False) -> Ru
         history = fit(model, split.train, split.val, spec.train, seed=spec.seed, device=device,
                       progress=progress)
         train_seconds = time.perf_counter() - start
-        model.cpu().eval()
+        model.eval()  # evaluated where it trained (on a GPU when there is one), then the CPU
         metrics, per_example = evaluate_per_example(model, split, spec.k, spec.seed)
         metrics.update(epochs=history.epochs, best_epoch=history.best_epoch,
                        best_val_loss=history.best_val_loss,
@@ -157,6 +157,7 @@ def run(spec: RunSpec, split: Split | None = None, progress: bool = False) -> Ru
         for name in spec.extras:
             seed_everything(spec.seed)  # each extra's samples independent of the others
             metrics.update(EXTRA_METRICS[name](model, split, spec))
+        model.cpu()
     finally:
         torch.set_num_threads(threads_before)
     return Run(spec, model, config, history, metrics, env, per_example)
