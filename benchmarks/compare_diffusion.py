@@ -16,11 +16,20 @@ Two DDGMs are measured. The **linear** one is the DDPM recipe scaled to T steps 
 linear schedule from log-SNR 6.9, the discretised-Gaussian data term, steps drawn
 independently, networks of 2x256 units, at most 300 epochs); it sits far above every VAE.
 The **tuned** one changes what matters on 17-valued pixels (08c shows why): the chain starts
-at log-SNR ``TUNED_START`` (noise of the size of the pixels' spread, not a fraction of a
-bin) and falls linearly in log-SNR to -10; the data term is a learned categorical decoder
-on z_1; a batch's steps are stratified over the chain; its networks have 2x512 units; it
-trains for up to 2000 epochs with patience 50. Its table rows use ``TUNED_TABLE_K`` = 100
-chains per test image for the importance-weighted bound.
+at a log-SNR chosen on validation numbers (noise of the size of the pixels' spread, not a
+fraction of a bin) and falls linearly in log-SNR to -10; the data term is chosen with it (a
+learned categorical decoder on z_1, or the discretised Gaussian); a batch's steps are
+stratified over the chain; its networks have 2x512 units; it trains for up to 2000 epochs
+with patience 50. Its table rows use ``TUNED_TABLE_K`` = 100 chains per test image for the
+importance-weighted bound.
+
+**The choice is made on validation numbers only** (:func:`chosen_tuned`): the tuned-start
+group runs first; of its runs (each start in ``START_GRID`` with the categorical decoder,
+and the discretised Gaussian at two starts) the one with the lowest validation -ELBO (its
+``best_val_loss``, the full bound on the validation images) fixes the start and the data
+term of the tuned-table and tuned-steps groups, and of the DDGM that
+``benchmarks/compare_digits.py`` compares with every other model (which therefore runs after
+this store is complete). No test number enters the choice.
 
 Groups (the first four on the linear DDGM, the rest on the tuned one):
 
@@ -59,15 +68,17 @@ TABLE_EXTRAS = ("reconstruction", "sampling_seconds")
 LINEAR_ENDS = {"log_snr_1": 6.907, "log_snr_T": -10.80}
 #: the linear DDGM's training budget (see the module docstring)
 DDGM_TRAIN = TrainConfig(max_epochs=300)
-#: where the tuned DDGM's chain starts (log-SNR of z_1), chosen from the tuned-start group
-TUNED_START = 1.0
+#: where the tuned DDGM's chain may start (log-SNR of z_1), with the categorical decoder; the
+#: discretised Gaussian (whose width is tied to the first step) at DISCRETISED_STARTS
 START_GRID = (-2.0, 0.0, 1.0, 2.0, 4.0)
+DISCRETISED_STARTS = (4.0, 6.0)
 #: T = 1000 is left out: the validation pass alone (350 images x T terms through the wider
 #: network) would take about 10 s per epoch; its sampling time is measured by
 #: benchmarks/diffusion_sampling.py
 TUNED_STEPS = (10, 20, 50, 100, 200)
-TUNED = {"steps": 100, "schedule": "log-snr", "log_snr_1": TUNED_START, "log_snr_T": -10.0,
-         "hidden": [512, 512], "data_term": "categorical", "step_sampling": "stratified"}
+#: the tuned DDGM before its start and data term are chosen (:func:`chosen_tuned`)
+TUNED_BASE = {"steps": 100, "schedule": "log-snr", "log_snr_T": -10.0, "hidden": [512, 512],
+              "step_sampling": "stratified"}
 #: importance samples (chains z_1..z_T) per test image for the tuned DDGM's table rows
 TUNED_TABLE_K = 100
 TUNED_TRAIN = TrainConfig(max_epochs=2000, patience=50)
@@ -77,8 +88,9 @@ def ddgm(steps=100, **fields) -> dict:
     return {"steps": steps, **fields}
 
 
-def specs(groups=GROUPS) -> list[RunSpec]:
-    """The runs, in the order they are run."""
+def specs(groups=GROUPS, store: ResultsStore | None = None) -> list[RunSpec]:
+    """The runs, in the order they are run; the tuned DDGM's table and steps groups only once
+    ``store`` holds the whole tuned-start group (their config is chosen from it)."""
     common = dict(k=10, threads=1, device="cpu")
     out = []
     if "table" in groups:
@@ -100,19 +112,39 @@ def specs(groups=GROUPS) -> list[RunSpec]:
         out += [RunSpec(model="ddgm", model_config=ddgm(T), train=DDGM_TRAIN, extras=TIMED,
                         **common) for T in STEPS if T != 100]
     tuned = dict(model="ddgm", train=TUNED_TRAIN, **common)
-    if "tuned-table" in groups:
-        out += [RunSpec(model_config=TUNED, seed=s, extras=TABLE_EXTRAS,
-                        **{**tuned, "k": TUNED_TABLE_K}) for s in SEEDS]
     if "tuned-start" in groups:
-        out += [RunSpec(model_config={**TUNED, "log_snr_1": start}, **tuned)
-                for start in START_GRID]
-        out += [RunSpec(model_config={**TUNED, "log_snr_1": start,
-                                      "data_term": "discretised-gaussian"}, **tuned)
-                for start in (4.0, 6.0)]
-    if "tuned-steps" in groups:  # T = 100 is the tuned-start group's run at TUNED_START
-        out += [RunSpec(model_config={**TUNED, "steps": T}, extras=TIMED, **tuned)
+        out += start_specs()
+    chosen = chosen_tuned(store) if store is not None else None
+    if chosen is None:  # the later groups wait for the choice
+        return out
+    if "tuned-table" in groups:
+        out += [RunSpec(model_config=chosen, seed=s, extras=TABLE_EXTRAS,
+                        **{**tuned, "k": TUNED_TABLE_K}) for s in SEEDS]
+    if "tuned-steps" in groups:  # T = 100 is the tuned-start group's run of the chosen config
+        out += [RunSpec(model_config={**chosen, "steps": T}, extras=TIMED, **tuned)
                 for T in TUNED_STEPS if T != 100]
     return out
+
+
+def start_specs() -> list[RunSpec]:
+    """The tuned-start group: where the chain starts, and which data term, one seed each."""
+    common = dict(model="ddgm", train=TUNED_TRAIN, k=10, threads=1, device="cpu")
+    configs = [{**TUNED_BASE, "log_snr_1": start, "data_term": "categorical"}
+               for start in START_GRID]
+    configs += [{**TUNED_BASE, "log_snr_1": start, "data_term": "discretised-gaussian"}
+                for start in DISCRETISED_STARTS]
+    return [RunSpec(model_config=c, **common) for c in configs]
+
+
+def chosen_tuned(store: ResultsStore) -> dict | None:
+    """The tuned DDGM's config: the tuned-start run with the lowest validation -ELBO
+    (``best_val_loss``); ``None`` until every run of that group is in ``store``. Test numbers
+    play no part."""
+    rows = {r["id"]: r for r in store.rows() if r["status"] == "ok"}
+    runs = [(rows[s.id]["metrics"]["best_val_loss"], s) for s in start_specs() if s.id in rows]
+    if len(runs) < len(start_specs()):
+        return None
+    return dict(min(runs, key=lambda pair: pair[0])[1].model_config)
 
 
 def main(argv=None) -> None:
@@ -127,7 +159,10 @@ def main(argv=None) -> None:
                 f"-ELBO {-m.get('test_elbo', float('nan')):.2f} NLL {m.get('test_nll_iw', float('nan')):.2f} "
                 f"epochs {m.get('epochs')} {m.get('train_seconds', float('nan')):.0f} s "
                 f"sampling {m.get('sampling_seconds', float('nan')):.3f} s")
-    run_missing(specs(args.groups), store, describe)
+    run_missing(specs(args.groups, store), store, describe)  # the choice, made on validation,
+    run_missing(specs(args.groups, store), store, describe)  # then the runs that use it
+    chosen = chosen_tuned(store)
+    print(f"tuned DDGM chosen on validation: {chosen}")
     metrics = ("test_nll_iw", "test_elbo", "test_neg_elbo_bpd", "train_seconds")
     for model in ("ddgm", "vae", "top-down", "realnvp"):
         rows = [r for r in store.rows() if r["spec"]["model"] == model]

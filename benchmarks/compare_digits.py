@@ -30,6 +30,8 @@ import numpy as np
 
 from intro_dgm.protocol import ResultsStore, Run, RunSpec, gallery, run_missing
 from intro_dgm.runs.store import STORES_DIR
+
+from compare_diffusion import RESULTS as DIFFUSION_STORE, chosen_tuned
 from intro_dgm.training import TrainConfig
 
 RESULTS = STORES_DIR / "digits_results.jsonl"
@@ -40,9 +42,19 @@ DDGM_K = 100
 WITH_KL = TrainConfig(max_epochs=2000, patience=50, warmup_epochs=50)
 WITHOUT_KL = TrainConfig(max_epochs=2000, patience=50)
 EXTRAS = ("sample_quality", "reconstruction", "sampling_seconds")
-#: the tuned DDGM of 08c (benchmarks/compare_diffusion.py's TUNED)
-DDGM = {"steps": 100, "schedule": "log-snr", "log_snr_1": 1.0, "log_snr_T": -10.0,
-        "hidden": [512, 512], "data_term": "categorical", "step_sampling": "stratified"}
+def tuned_ddgm(store_path=DIFFUSION_STORE) -> dict:
+    """The tuned DDGM of 08c, as chosen on validation numbers by compare_diffusion.py from
+    its store (which must therefore be complete first)."""
+    chosen = chosen_tuned(ResultsStore(store_path))
+    if chosen is None:
+        raise SystemExit(f"{store_path} does not hold the tuned DDGM's start group yet: run "
+                         "'make compare-diffusion' first (the DDGM compared here is chosen "
+                         "there, on validation numbers)")
+    return chosen
+
+
+#: the tuned DDGM of 08c (chosen on validation by benchmarks/compare_diffusion.py)
+DDGM = tuned_ddgm()
 VAMP = {"num_components": 64, "init": "data"}
 
 #: label -> (chapter, model, config), in the book's order
