@@ -15,7 +15,10 @@ it, and a results store that tables and pages read.
   environment (library versions, threads, device) and status; appended atomically, read
   back with clear errors, resumable (``ResultsStore.completed_ids``). A run whose loss
   became NaN is stored with ``status: "failed"`` and the reason, so a page can count failures.
-* :func:`summarise` and :func:`markdown_table` -- mean and sd over seeds.
+* the results layer (:mod:`intro_dgm.runs.results`): :func:`select` rows, a stored or
+  derived :func:`metric_value`, its :func:`summary` over seeds (mean ± sd, n), and
+  :func:`compare` two sets of runs (paired on per-example values where they are kept);
+  :func:`summarise` and :func:`markdown_table` -- mean and sd over seeds, group by group.
 * Beside the store: what a page plots but a row cannot hold (per-example scores, a
   :func:`gallery` of samples and reconstructions, training curves) goes to one ``.npz`` per
   run (:func:`save_run_arrays`, :func:`load_run_arrays`): the arrays the ``after`` hook of
@@ -34,11 +37,14 @@ from .runs.runner import Run, environment, run, run_and_store, run_missing
 from .runs.spec import DATA_FIELDS, RunSpec, resolved_config, train_config_from_dict
 from .runs.store import (STORES_DIR, ResultsStore, load_measurement, load_run_arrays, make_row,
                          open_store, save_run_arrays, store_path)
-from .runs.tables import markdown_table, spec_value, summarise, varying_keys
+from .runs.results import (DERIVED, Comparison, Summary, compare, metric_value, select,
+                           spec_value, summary, varying_keys)
+from .runs.tables import markdown_table, summarise
 
 __all__ = ["ENCODER_KEYS", "EXTRA_METRICS", "METRIC_KEYS", "count_parameters", "evaluate",
            "evaluate_per_example", "gallery", "Run", "environment", "run", "run_and_store",
            "run_missing", "DATA_FIELDS", "RunSpec", "resolved_config", "train_config_from_dict",
            "ResultsStore", "load_run_arrays", "make_row", "save_run_arrays", "STORES_DIR",
            "open_store", "store_path", "load_measurement", "markdown_table",
-           "spec_value", "summarise", "varying_keys"]
+           "spec_value", "summarise", "varying_keys", "DERIVED", "Comparison", "Summary",
+           "compare", "metric_value", "select", "summary"]

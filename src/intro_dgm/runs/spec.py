@@ -21,6 +21,9 @@ from .metrics import EXTRA_METRICS
 #: Config fields that describe the data (:class:`~intro_dgm.data.DataFields`), filled in from
 #: the data set by :func:`resolved_config` unless the spec sets them.
 DATA_FIELDS = tuple(f.name for f in dataclasses.fields(DataFields))
+#: Spec fields that name a run for the pages (stored with it) but are not what it computes:
+#: they never enter its id.
+NAMES = ("label", "group")
 
 
 # ------------------------------------------------------------------------- the spec
@@ -73,6 +76,10 @@ class RunSpec:
         extras: names in :data:`EXTRA_METRICS` to measure too.
         threads: ``torch.set_num_threads`` during the run (``None``: PyTorch's choice).
         device: ``"cpu"``, ``"cuda"``, ... (``None``: CUDA when there is one).
+        label: what a page calls the run's configuration (e.g. ``"VampPrior"``), set by the
+            sweep that made it; not part of :attr:`id` (:data:`NAMES`).
+        group: the part of a sweep the run belongs to (e.g. ``"tuned-start"``); not part of
+            :attr:`id` either.
     """
 
     model: str = "vae"
@@ -85,6 +92,8 @@ class RunSpec:
     extras: tuple[str, ...] = ()
     threads: int | None = None
     device: str | None = None
+    label: str | None = None
+    group: str | None = None
 
     def __post_init__(self):
         model_entry(self.model)  # a clear error for an unknown model
@@ -107,6 +116,9 @@ class RunSpec:
             EXTRA_METRICS.lookup(name)  # a clear error for an unknown name
         if self.threads is not None:
             check_int(self.threads, "threads", minimum=1)
+        for name, value in (("label", self.label), ("group", self.group)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a string or None, got {value!r}")
 
     def to_dict(self) -> dict:
         """Every field, defaults included (what a results row stores)."""
@@ -122,7 +134,7 @@ class RunSpec:
         config_cls = model_entry(self.model).config
         out = _non_default(RunSpec, {f.name: getattr(self, f.name)
                                      for f in dataclasses.fields(RunSpec)
-                                     if f.name not in ("model_config", "train")})
+                                     if f.name not in ("model_config", "train", *NAMES)})
         out["model"] = self.model  # always named, even when it is the default
         config = _non_default(config_cls, self.model_config)
         train = _non_default(type(self.train), dataclasses.asdict(self.train))

@@ -1,0 +1,216 @@
+r"""The results layer: what a page does with the rows of a store, written once.
+
+* :func:`spec_value`, :func:`varying_keys` -- a spec field of a row by dotted key, and the
+  keys whose values differ between rows;
+* :func:`select` -- the rows that match spec values (dotted keys), a label or a group;
+* :func:`metric_value` -- a stored metric of a row, or a derived one (:data:`DERIVED`:
+  ``neg_elbo`` :math:`= -\mathcal L`, ``gap`` :math:`= -\mathcal L - \mathrm{NLL}`);
+* :func:`summary` / :class:`Summary` -- mean, sample sd, n and standard error of a metric over
+  rows (the seeds, usually), formatted ``mean ± sd (n)``;
+* :func:`compare` -- the difference of a metric between two sets of runs, with its standard
+  error: paired on per-example values where the store keeps them (image by image, averaged
+  over the seeds both sets share), over seeds otherwise; :class:`Comparison` says which.
+
+Tables of many groups are :func:`~intro_dgm.runs.tables.markdown_table`, which takes derived
+metric names too.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..models import model_entry
+from .spec import _field_default, _plain
+
+#: metrics computed from a row's stored ones: name -> function of its metrics
+DERIVED: dict[str, Callable[[dict], float]] = {
+    "neg_elbo": lambda m: -m["test_elbo"],
+    "gap": lambda m: -m["test_elbo"] - m["test_nll_iw"],
+}
+#: metric -> (per-example array, sign): the metric is ``sign * mean(array)``
+PER_EXAMPLE = {"test_nll_iw": ("test_log_likelihood", -1.0), "test_elbo": ("test_elbo", 1.0),
+               "neg_elbo": ("test_elbo", -1.0), "test_rec": ("test_rec", 1.0),
+               "test_kl": ("test_kl", 1.0)}
+
+
+def spec_value(row: dict, key: str):
+    """A spec field of a row by dotted path, e.g. ``"model_config.prior"``; a missing
+    ``model_config`` field takes the model config's default."""
+    value = row["spec"]
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif i == 1 and parts[0] == "model_config":
+            config_cls = model_entry(row["spec"]["model"]).config
+            defaults = {f.name: _field_default(f) for f in dataclasses.fields(config_cls)}
+            if part not in defaults:
+                raise ValueError(f"unknown key {key!r}: {config_cls.__name__} has no {part!r}")
+            value = _plain(defaults[part])
+        else:
+            raise ValueError(f"unknown key {key!r}: the spec has no {part!r}")
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+
+
+def varying_keys(rows: Sequence[dict]) -> list[str]:
+    """Dotted spec keys whose value differs between rows (the seed excluded)."""
+    def leaves(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict) and v and k != "prior_kwargs":
+                yield from leaves(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}"
+    keys = sorted({k for r in rows for k in leaves(r["spec"])} - {"seed"})
+    return [k for k in keys if len({json.dumps(_get(r["spec"], k), sort_keys=True)
+                                    for r in rows}) > 1]
+
+
+def _get(d: dict, key: str):
+    for part in key.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
+def metric_value(row: dict, name: str) -> float:
+    """Metric ``name`` of a row: a stored one or a :data:`DERIVED` one; a clear error for a
+    name the row does not have (listing the ones it has)."""
+    metrics = row.get("metrics") or {}
+    if name in metrics:
+        return float(metrics[name])
+    if name in DERIVED:
+        return float(DERIVED[name](metrics))
+    known = sorted([*metrics, *DERIVED])
+    raise ValueError(f"metric must be one of {', '.join(known)}; got {name!r} (row {row['id']})")
+
+
+def select(rows: Sequence[dict], where: dict | None = None, *, label: str | None = None,
+           group: str | None = None, status: str | None = "ok") -> list[dict]:
+    """The rows whose spec has every ``where`` value (dotted keys, e.g.
+    ``{"model": "vae", "model_config.prior": "mog"}``; a model-config field a row leaves out
+    takes its default), the given ``label`` and ``group`` (spec fields that name a run), and
+    ``status`` (``None``: any). In the order of ``rows``."""
+    wanted = dict(where or {})
+    if label is not None:
+        wanted["label"] = label
+    if group is not None:
+        wanted["group"] = group
+    out = []
+    for row in rows:
+        if status is not None and row["status"] != status:
+            continue
+        if all(_spec_field(row, key) == _plain_value(value) for key, value in wanted.items()):
+            out.append(row)
+    return out
+
+
+def _spec_field(row: dict, key: str):
+    if key in ("label", "group"):  # rows stored before these fields existed have neither
+        return row["spec"].get(key)
+    return spec_value(row, key)
+
+
+def _plain_value(value):
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list, tuple)) else value
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean, sample standard deviation, count and standard error of the mean of a metric."""
+
+    mean: float
+    sd: float
+    n: int
+
+    @property
+    def se(self) -> float:
+        return self.sd / math.sqrt(self.n) if self.n > 1 else math.nan
+
+    def __format__(self, spec: str) -> str:
+        """``f"{s:.2f}"`` -> ``"93.06 ± 0.48 (3)"``: mean ± sd (n)."""
+        spec = spec or ".2f"
+        return f"{self.mean:{spec}} ± {self.sd:{spec}} ({self.n})"
+
+
+def summary(rows: Sequence[dict], metric: str) -> Summary:
+    """:class:`Summary` of ``metric`` over ``rows`` (an error for no rows)."""
+    values = [metric_value(r, metric) for r in rows]
+    if not values:
+        raise ValueError(f"no rows to summarise {metric!r} over")
+    return Summary(statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0,
+                   len(values))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``a - b`` of a metric: the mean difference, its standard error and what it was paired
+    on: ``"images"`` (per-example values, ``n`` test images, averaged over ``seeds`` shared
+    seeds), ``"seeds"`` (per-seed metrics paired by seed, ``n`` seeds) or ``"unpaired"``
+    (different seeds: Welch's standard error of two means, ``n`` the smaller count)."""
+
+    metric: str
+    diff: float
+    se: float
+    n: int
+    paired_on: str
+    seeds: int
+
+    @property
+    def z(self) -> float:
+        """The difference in standard errors."""
+        return self.diff / self.se if self.se > 0 else math.inf
+
+    def __str__(self) -> str:
+        what = {"images": f"paired on {self.n} test images ({self.seeds} seed"
+                          f"{'s' if self.seeds != 1 else ''})",
+                "seeds": f"paired on {self.n} seeds",
+                "unpaired": f"unpaired, n = {self.n}"}[self.paired_on]
+        return f"{self.metric}: {self.diff:+.2f} ± {self.se:.2f} (se, {what})"
+
+
+def compare(a: Sequence[dict], b: Sequence[dict], metric: str,
+            arrays_dir: str | Path | None = None) -> Comparison:
+    """``metric`` of the runs ``a`` minus that of the runs ``b``.
+
+    With ``arrays_dir`` (the store's, :attr:`~intro_dgm.runs.store.ResultsStore.arrays_dir`)
+    holding both sides' per-example values of the metric for the seeds they share, the
+    difference is paired image by image: per image, the difference averaged over the shared
+    seeds; the mean over images, with standard error sd/sqrt(N). This se counts the choice
+    of test images only, not training noise (a lower bound on the uncertainty of the models'
+    difference). Otherwise, with the same seeds on both sides: the per-seed differences,
+    paired; with different seeds: Welch's standard error of two independent means.
+    """
+    by_seed_a = {r["spec"]["seed"]: r for r in a}
+    by_seed_b = {r["spec"]["seed"]: r for r in b}
+    shared = sorted(set(by_seed_a) & set(by_seed_b))
+    if not a or not b:
+        raise ValueError("compare needs at least one run on each side")
+    per_example = PER_EXAMPLE.get(metric)
+    if arrays_dir is not None and per_example is not None and shared:
+        from .store import load_run_arrays
+
+        key, sign = per_example
+        try:
+            d = np.mean([sign * (load_run_arrays(arrays_dir, by_seed_a[s]["id"])[key]
+                                 .astype(np.float64)
+                                 - load_run_arrays(arrays_dir, by_seed_b[s]["id"])[key]
+                                 .astype(np.float64)) for s in shared], axis=0)
+        except (FileNotFoundError, KeyError):
+            d = None
+        if d is not None:
+            return Comparison(metric, float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size)),
+                              int(d.size), "images", len(shared))
+    if len(shared) > 1 and len(shared) == len(a) == len(b):
+        d = [metric_value(by_seed_a[s], metric) - metric_value(by_seed_b[s], metric)
+             for s in shared]
+        return Comparison(metric, statistics.mean(d), statistics.stdev(d) / math.sqrt(len(d)),
+                          len(d), "seeds", len(d))
+    sa, sb = summary(a, metric), summary(b, metric)
+    se = math.sqrt(sa.sd ** 2 / sa.n + sb.sd ** 2 / sb.n)
+    return Comparison(metric, sa.mean - sb.mean, se, min(sa.n, sb.n), "unpaired", len(shared))

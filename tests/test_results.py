@@ -1,0 +1,89 @@
+"""The results layer (intro_dgm.runs.results): selecting rows, stored and derived metrics,
+summaries over seeds, and comparisons paired on images or seeds, each checked against a
+computation written out here."""
+import math
+import statistics
+
+import numpy as np
+import pytest
+
+from intro_dgm.protocol import (RunSpec, compare, make_row, markdown_table, metric_value,
+                                save_run_arrays, select, summary)
+
+
+def _row(seed, nll, elbo, prior="standard", label=None, group=None, status="ok"):
+    spec = RunSpec(model_config={"latent_dim": 2, "prior": prior}, seed=seed, label=label,
+                   group=group)
+    row = make_row(spec)
+    row.update(status=status, metrics={"test_nll_iw": nll, "test_elbo": elbo})
+    return row
+
+
+ROWS = [_row(0, 95.0, -97.0, label="A", group="g"), _row(1, 96.0, -98.5, label="A", group="g"),
+        _row(2, 94.0, -96.0, label="A", group="g"),
+        _row(0, 93.0, -95.5, "mog", label="B"), _row(1, 93.5, -96.5, "mog", label="B"),
+        _row(2, 92.0, -95.0, "mog", label="B"),
+        _row(3, math.nan, math.nan, "mog", label="B", status="failed")]
+
+
+def test_names_are_stored_with_the_spec_but_not_in_its_id():
+    plain = RunSpec(model_config={"latent_dim": 2})
+    named = RunSpec(model_config={"latent_dim": 2}, label="VAE", group="table")
+    assert named.id == plain.id
+    assert RunSpec.from_dict(named.to_dict()).label == "VAE"
+    with pytest.raises(TypeError, match="label must be a string or None"):
+        RunSpec(label=3)
+
+
+def test_select_by_spec_values_label_group_and_status():
+    assert len(select(ROWS, {"model_config.prior": "mog"})) == 3  # the failed row left out
+    assert len(select(ROWS, {"model_config.prior": "mog"}, status=None)) == 4
+    assert [r["spec"]["seed"] for r in select(ROWS, label="A")] == [0, 1, 2]
+    assert select(ROWS, label="B", group="g") == []
+    assert len(select(ROWS, {"model": "vae", "model_config.latent_dim": 2})) == 6
+    old = dict(ROWS[0], spec={k: v for k, v in ROWS[0]["spec"].items() if k != "label"})
+    assert select([old], label="A") == []  # a row stored before labels existed has none
+
+
+def test_derived_metrics_and_summaries():
+    a = select(ROWS, label="A")
+    assert metric_value(a[0], "neg_elbo") == 97.0
+    assert metric_value(a[0], "gap") == pytest.approx(97.0 - 95.0)
+    with pytest.raises(ValueError, match="metric must be one of .*test_nll_iw.*; got 'test_nll'"):
+        metric_value(a[0], "test_nll")
+    s = summary(a, "test_nll_iw")
+    assert (s.mean, s.n) == (95.0, 3) and s.sd == pytest.approx(statistics.stdev([95, 96, 94]))
+    assert s.se == pytest.approx(s.sd / math.sqrt(3))
+    assert f"{s:.2f}" == "95.00 ± 1.00 (3)"
+    table = markdown_table(ROWS, ["model_config.prior"], ["test_nll_iw", "gap"])
+    assert "| mog | 3 (+1 failed) | 92.83 ± 0.76 | 2.83 ± 0.29 |" in table
+
+
+def test_compare_over_seeds_paired_and_unpaired():
+    a, b = select(ROWS, label="A"), select(ROWS, label="B")
+    c = compare(a, b, "test_nll_iw")
+    d = [95 - 93, 96 - 93.5, 94 - 92]
+    assert c.paired_on == "seeds" and c.n == 3
+    assert c.diff == pytest.approx(statistics.mean(d))
+    assert c.se == pytest.approx(statistics.stdev(d) / math.sqrt(3))
+    u = compare(a, b[:2], "test_nll_iw")  # seeds 0, 1 against 0, 1, 2: not all paired
+    assert u.paired_on == "unpaired"
+    assert u.se == pytest.approx(math.sqrt(statistics.variance([95, 96, 94]) / 3
+                                           + statistics.variance([93, 93.5]) / 2))
+    assert "paired on 3 seeds" in str(c)
+
+
+def test_compare_pairs_image_by_image_where_per_example_values_are_kept(tmp_path):
+    rng = np.random.default_rng(0)
+    a, b = select(ROWS, label="A"), select(ROWS, label="B")
+    lls = {}
+    for row in a + b:
+        lls[row["id"]] = -rng.gamma(50.0, 2.0, size=40)
+        save_run_arrays(tmp_path, row["id"], test_log_likelihood=lls[row["id"]])
+    c = compare(a, b, "test_nll_iw", arrays_dir=tmp_path)
+    per_image = np.mean([-(lls[ra["id"]] - lls[rb["id"]]) for ra, rb in zip(a, b)], axis=0)
+    assert c.paired_on == "images" and c.n == 40 and c.seeds == 3
+    assert c.diff == pytest.approx(per_image.mean())
+    assert c.se == pytest.approx(per_image.std(ddof=1) / math.sqrt(40))
+    # without the arrays (another store), the same call falls back to the seeds, and says so
+    assert compare(a, b, "test_nll_iw", arrays_dir=tmp_path / "none").paired_on == "seeds"
