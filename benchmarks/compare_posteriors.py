@@ -35,8 +35,10 @@ FLOWS = [
     ("gaussian", {}),
     ("householder", {"num_steps": 1}),
     ("householder", {"num_steps": 10}),
-    ("sylvester-orthogonal", {"num_steps": 4}),
-    ("sylvester-householder", {"num_steps": 4}),
+    # the bottleneck and reflections said out loud (the encoder's defaults, 8 of L = 16, as
+    # in van den Berg et al.'s code; earlier rows ran M = L and P = 2 under other ids)
+    ("sylvester-orthogonal", {"num_steps": 4, "num_ortho": 8}),
+    ("sylvester-householder", {"num_steps": 4, "num_householder": 8}),
     ("sylvester-triangular", {"num_steps": 4}),
 ]
 FLOW_LATENT_DIM = 16

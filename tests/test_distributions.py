@@ -256,7 +256,10 @@ def test_vmf_w_follows_the_exact_distribution_at_large_kappa(kappa, dtype):
     torch.manual_seed(4)
     q = _vmf(3, [kappa], dtype=dtype)
     y = _one_minus_w(q.rsample(5000)[:, 0], q.mu[0])
-    cdf = lambda v: np.exp(np.log(-np.expm1(-kappa * v)) - np.log(-np.expm1(-2 * kappa)))  # noqa: E731
+
+    def cdf(v):
+        return np.exp(np.log(-np.expm1(-kappa * v)) - np.log(-np.expm1(-2 * kappa)))
+
     assert kstest(y, cdf).pvalue > 1e-3
 
 

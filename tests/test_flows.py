@@ -147,3 +147,90 @@ def test_sylvester_rejects_bad_arguments():
         Sylvester(4, "orthogonal", reverse=True)
     with pytest.raises(ValueError, match="params must be a dict with 'r', 'r_tilde', 'b' and q"):
         Sylvester(4, "orthogonal")(torch.randn(2, 4), {"r": torch.randn(2, 2, 2)})
+
+
+# ----------------------------------------------------------------- degenerate inputs
+def _step_matrix(step, v):
+    """The matrix of a Householder step with vector ``v`` (1, L), from the step applied to the
+    identity's columns (each row of the output is H e_i; H is symmetric, so this is H)."""
+    L = v.shape[1]
+    eye = torch.eye(L, dtype=v.dtype)
+    rows, log_det = step(eye, v.expand(L, L))
+    return rows.T, log_det
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("norm", [1e-30, 1e-20, 3e-7, 0.0])
+def test_householder_stays_a_reflection_for_a_vanishing_vector(norm, dtype):
+    """H = I - 2 v v^T / |v|^2 for |v| -> 0: orthogonal with det -1 (so log_det = 0 is its
+    log |det|), in the step, its inverse and householder_matrix. A clamp of |v|^2 at 1e-12 gave
+    det +0.82 at |v| = 3e-7 (not orthogonal, while log_det said 0) and H = I below."""
+    torch.manual_seed(0)
+    v = torch.randn(1, 4, dtype=torch.float64)
+    v = (v / v.norm() * norm).to(dtype)
+    step = Householder(4)
+    H, log_det = _step_matrix(step, v)
+    eye = torch.eye(4, dtype=dtype)
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    assert torch.allclose(H.T @ H, eye, atol=tol), H
+    assert torch.linalg.det(H.double()).item() == pytest.approx(-1.0, abs=tol)
+    assert torch.equal(log_det, torch.zeros(4, dtype=dtype))
+    assert torch.allclose(householder_matrix(v)[0], H, atol=tol)
+    assert torch.allclose(step.inverse(H.T, v.expand(4, 4)), eye, atol=tol)  # H H = I
+    # gradients stay finite, even at v = 0 (where the direction is fixed: no gradient)
+    v = v.clone().requires_grad_(True)
+    z_new, _ = step(torch.randn(3, 4, dtype=dtype), v.expand(3, 4))
+    (grad,) = torch.autograd.grad((z_new ** 3).sum(), v)
+    assert torch.isfinite(grad).all()
+
+
+def _orthonormality_error(q):
+    return (q.transpose(1, 2) @ q - torch.eye(q.shape[-1], dtype=q.dtype)).abs().amax((1, 2))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bjorck_bowie_falls_back_per_row_on_rank_deficient_columns(dtype):
+    """Duplicate columns, a zero column and an all-zero matrix have no unique polar factor
+    and the iteration cannot reach one (it stalled at max|Q^T Q - I| = 0.5 and 1, and gave NaN
+    for the zero matrix). Documented: those rows fall back to the SVD's U V^T (orthonormal,
+    spanning q's columns), without gradient, with a warning; the other rows are untouched."""
+    torch.manual_seed(0)
+    q = torch.randn(4, 6, 3, dtype=dtype)
+    q[0, :, 1] = q[0, :, 0]  # duplicate columns
+    q[1, :, 2] = 0  # a zero column
+    q[2] = 0  # nothing at all
+    q.requires_grad_(True)
+    with pytest.warns(RuntimeWarning, match=r"bjorck_bowie: 3 of 4 matrices .* U V\^T"):
+        Q, iterations = bjorck_bowie(q, tol=1e-6)
+    assert torch.isfinite(Q).all()
+    assert (_orthonormality_error(Q) < 1e-5).all(), _orthonormality_error(Q)
+    for i in (0, 1, 3):  # Q's columns span q's: projecting q onto them loses nothing
+        assert torch.allclose(Q[i] @ Q[i].T @ q[i], q[i], atol=1e-4)
+    assert iterations == 100
+    alone, _ = bjorck_bowie(q[3:].detach(), tol=1e-6)
+    assert torch.allclose(Q[3], alone[0], atol=1e-6)
+    (grad,) = torch.autograd.grad((Q * torch.randn_like(Q)).sum(), q)
+    assert torch.isfinite(grad).all() and (grad[:3] == 0).all() and (grad[3] != 0).any()
+
+
+def test_bjorck_bowie_stops_each_row_at_its_own_tolerance():
+    """A slow row (smallest singular value 1e-6 of the largest: ~40 iterations) no longer makes
+    the fast rows (~8 iterations) iterate with it: each row's Q is what it gets alone."""
+    torch.manual_seed(1)
+    fast = torch.randn(3, 16, 4, dtype=torch.float64)
+    u, _, vh = torch.linalg.svd(torch.randn(16, 4, dtype=torch.float64), full_matrices=False)
+    slow = (u * torch.tensor([1.0, 0.5, 0.1, 1e-6], dtype=torch.float64)) @ vh
+    q = torch.cat([fast, slow[None]])
+    Q, iterations = bjorck_bowie(q, tol=1e-6)
+    fast_alone, fast_iterations = bjorck_bowie(fast, tol=1e-6)
+    _, slow_iterations = bjorck_bowie(slow[None], tol=1e-6)
+    assert fast_iterations < 12 and slow_iterations > 30 and iterations == slow_iterations
+    assert torch.allclose(Q[:3], fast_alone, rtol=0, atol=1e-13)
+    assert (_orthonormality_error(Q) < 1e-6).all()
+
+
+def test_bjorck_bowie_names_bad_input():
+    with pytest.raises(ValueError, match=r"q must be \(B, D, M\) with M <= D"):
+        bjorck_bowie(torch.randn(2, 3, 5))
+    with pytest.raises(ValueError, match="q contains NaN or infinite values"):
+        bjorck_bowie(torch.full((1, 3, 2), float("nan")))

@@ -19,6 +19,8 @@ added to a log-density once per example, never once per latent dimension.
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -36,6 +38,13 @@ class FlowStep(nn.Module):
 
     def inverse(self, z_new: torch.Tensor, params=None) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} has no closed-form inverse")
+
+    def prepare(self, params):
+        """The work on per-example ``params`` that does not involve ``z``, done once: returns
+        params that ``forward`` accepts in their place. A posterior calls it before it repeats
+        the rows for ``k`` samples, so that work is not repeated ``k`` times (a Sylvester
+        step's orthonormal ``Q``). Here: nothing to do."""
+        return params
 
     def _no_params(self, params) -> None:
         """Steps with global parameters take no per-example ones: say so instead of ignoring."""
@@ -115,6 +124,12 @@ class FlowSequence(FlowStep):
                              f"got {len(params)}")
         return params
 
+    def prepare(self, params):
+        if params is None:
+            return None
+        return [p if p is None else step.prepare(p)
+                for step, p in zip(self.steps, self._per_step(params))]
+
     def forward(self, z, params=None):
         log_det = z.new_zeros(z.shape[0])
         for step, p in zip(self.steps, self._per_step(params)):
@@ -138,20 +153,36 @@ def realnvp(dim: int, num_layers: int = 4, hidden: int = 64) -> FlowSequence:
 def householder_matrix(v: torch.Tensor) -> torch.Tensor:
     r"""The Householder reflection :math:`H = I - 2\,\frac{v v^\top}{\lVert v\rVert^2}` of every row
     of ``v`` ``(B, L)``: ``(B, L, L)``. Symmetric and orthogonal, so :math:`H^{-1} = H` and
-    :math:`|\det H| = 1` (chapter: variational posteriors)."""
+    :math:`|\det H| = 1` (chapter: variational posteriors). See :func:`_unit` for ``v -> 0``."""
+    v_hat = _unit(v)
     eye = torch.eye(v.shape[-1], dtype=v.dtype, device=v.device)
-    return eye - 2.0 * v[:, :, None] * v[:, None, :] / _squared_norm(v)[:, :, None]
+    return eye - 2.0 * v_hat[:, :, None] * v_hat[:, None, :]
 
 
-def _squared_norm(v: torch.Tensor) -> torch.Tensor:
-    # A v of norm 0 defines no reflection; the clamp keeps a freshly initialised (or
-    # degenerate) amortised v from producing 0/0 = NaN instead of a finite, near-identity map.
-    return (v * v).sum(-1, keepdim=True).clamp_min(1e-12)
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    r""":math:`\hat v = v / \lVert v\rVert` of every row, so that :math:`H = I - 2\hat v\hat v^\top`
+    is a reflection (:math:`\det H = -1`, orthogonal to rounding) however small ``v`` is.
+
+    ``v`` is divided by its largest entry first: :math:`\lVert v\rVert^2` of a ``v`` of norm 1e-30
+    underflows in float32, and a floor on it (the old clamp at 1e-12) turned ``H`` into a
+    matrix that is no reflection (``det = +0.82`` at ``|v| = 3e-7``) while ``log_det`` still said
+    0. A ``v`` that is exactly zero defines no direction; it reflects along ``e_1`` instead (a
+    fixed choice: the step stays a reflection, its own inverse, with ``log_det = 0``) and
+    passes no gradient to ``v``.
+    """
+    scale = v.abs().amax(-1, keepdim=True)
+    nonzero = scale > 0
+    e_1 = torch.zeros_like(v)
+    e_1[..., 0] = 1
+    # the where's keep 0/0 out of both branches (a NaN there would reach the gradient)
+    u = torch.where(nonzero, v / torch.where(nonzero, scale, torch.ones_like(scale)), e_1)
+    return u / u.norm(dim=-1, keepdim=True)  # |u| >= 1: its largest entry is +-1
 
 
 def _reflect(z: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``H z`` without forming ``H``: ``z - 2 v (v.z) / |v|^2`` (rows of ``z`` and ``v``)."""
-    return z - 2.0 * v * (z * v).sum(-1, keepdim=True) / _squared_norm(v)
+    """``H z`` without forming ``H``: ``z - 2 v_hat (v_hat . z)`` (rows of ``z`` and ``v``)."""
+    v_hat = _unit(v)
+    return z - 2.0 * v_hat * (z * v_hat).sum(-1, keepdim=True)
 
 
 class Householder(FlowStep):
@@ -192,16 +223,48 @@ def bjorck_bowie(q: torch.Tensor, tol: float = 1e-6, max_iter: int = 100
 
     which converges when :math:`\lVert Q_0^\top Q_0 - I\rVert_2 < 1`; dividing by the Frobenius
     norm first puts every singular value in :math:`(0, 1]`, which guarantees it for a
-    full-rank ``q``. Runs until :math:`\max|Q^\top Q - I| <` ``tol`` (or ``max_iter``) and
-    returns ``(Q, iterations)``. Differentiable: gradients flow through the iterations.
+    full-rank ``q``. Each matrix of the batch iterates until its own
+    :math:`\max|Q^\top Q - I| <` ``tol``, and only the ones not there yet are iterated (one
+    slow matrix no longer moves the others). Returns ``(Q, iterations)``, the most any matrix
+    took. Differentiable: gradients flow through the iterations.
+
+    **Rank-deficient matrices fall back, with a warning.** The iteration multiplies the
+    smallest singular value by about 3/2 per step, so from any :math:`s_{\min}/\lVert q\rVert_F`
+    above 1e-17 it converges within 100 iterations; a matrix still above ``tol`` after
+    ``max_iter`` has dependent columns (duplicates, a zero column: there it stalls at
+    :math:`\max|Q^\top Q - I|` = 0.5 or 1; an all-zero ``q`` gave NaN). Its polar factor is
+    not unique and has no derivative. Such a matrix gets :math:`UV^\top` from its SVD instead
+    -- the iteration's own limit for a full-rank matrix, and for a rank-deficient one an
+    orthonormal basis that contains its columns' span -- without gradient, and a
+    ``RuntimeWarning`` counts them. Falling back rather than raising keeps a training run
+    alive: a Sylvester step needs only :math:`Q^\top Q = I` for its log-determinant, which the
+    fallback gives.
     """
-    q = q / q.flatten(1).norm(dim=1)[:, None, None]
+    if not isinstance(q, torch.Tensor) or q.dim() != 3 or q.shape[2] > q.shape[1]:
+        raise ValueError(f"q must be (B, D, M) with M <= D, got "
+                         f"{tuple(q.shape) if isinstance(q, torch.Tensor) else type(q).__name__}")
+    check_tensor(q, "q")
+    norm = q.flatten(1).norm(dim=1)[:, None, None]
+    q = q / torch.where(norm > 0, norm, torch.ones_like(norm))  # an all-zero q stays 0
     eye = torch.eye(q.shape[-1], dtype=q.dtype, device=q.device)
+    out = torch.empty_like(q)
+    rows, q_k = torch.arange(q.shape[0], device=q.device), q  # the matrices still iterating
     for it in range(1, max_iter + 1):
-        q = q @ (eye + 0.5 * (eye - q.transpose(1, 2) @ q))
-        if (q.transpose(1, 2) @ q - eye).abs().max() < tol:
-            return q, it
-    return q, max_iter
+        q_k = q_k @ (eye + 0.5 * (eye - q_k.transpose(1, 2) @ q_k))
+        done = (q_k.transpose(1, 2) @ q_k - eye).abs().amax((1, 2)) < tol
+        if done.any():
+            out[rows[done]] = q_k[done]
+            rows, q_k = rows[~done], q_k[~done]
+        if not rows.numel():
+            return out, it
+    with torch.no_grad():
+        u, _, vh = torch.linalg.svd(q[rows], full_matrices=False)
+    out[rows] = u @ vh  # no graph behind u and vh: no gradient to these rows
+    warnings.warn(f"bjorck_bowie: {rows.numel()} of {q.shape[0]} matrices did not reach "
+                  f"max|Q^T Q - I| < {tol:g} in {max_iter} iterations (dependent columns); "
+                  f"they get U V^T from their SVD, without gradient", RuntimeWarning,
+                  stacklevel=2)
+    return out, max_iter
 
 
 def householder_product(vs: torch.Tensor) -> torch.Tensor:
@@ -240,7 +303,7 @@ class Sylvester(FlowStep):
 
     ``params`` is a dict of per-example tensors: ``"r"`` and ``"r_tilde"`` ``(B, M, M)`` (only
     their upper triangles are used; the diagonals pass through ``tanh``), ``"b"`` ``(B, M)``
-    and ``"q"`` as above.
+    and ``"q"`` as above -- or, after :meth:`prepare`, ``"Q"`` itself ``(B, D, M)``.
     """
 
     KINDS = ("orthogonal", "householder", "triangular")
@@ -254,8 +317,17 @@ class Sylvester(FlowStep):
             raise ValueError("reverse applies to kind='triangular' only")
         self.kind, self.reverse = kind, bool(reverse)
 
+    def prepare(self, params):
+        """``params`` with ``"q"`` replaced by the orthonormal ``"Q"`` it makes (per example)."""
+        if not isinstance(params, dict) or "q" not in params or self.kind == "triangular":
+            return params
+        rest = {name: value for name, value in params.items() if name != "q"}
+        return {**rest, "Q": self.orthogonal(params, params["q"].shape[0], params["q"])}
+
     def orthogonal(self, params: dict, batch: int, like: torch.Tensor) -> torch.Tensor:
-        """``Q`` ``(B, D, M)`` for this batch."""
+        """``Q`` ``(B, D, M)`` for this batch (``params["Q"]`` if :meth:`prepare` made it)."""
+        if "Q" in params:
+            return params["Q"]
         if self.kind == "orthogonal":
             return bjorck_bowie(params["q"])[0]
         if self.kind == "householder":
@@ -278,10 +350,10 @@ class Sylvester(FlowStep):
     def forward(self, z, params=None):
         check_tensor(z, "z", ndim=2, last_dim=self.dim)
         if not isinstance(params, dict) or not {"r", "r_tilde", "b"} <= set(params) or (
-                self.kind != "triangular" and "q" not in params):
+                self.kind != "triangular" and not {"q", "Q"} & set(params)):
             raise ValueError(f"params must be a dict with 'r', 'r_tilde', 'b'"
-                             f"{'' if self.kind == 'triangular' else ' and q'} for a "
-                             f"{self.kind} Sylvester step")
+                             f"{'' if self.kind == 'triangular' else ' and q (or the prepared Q)'}"
+                             f" for a {self.kind} Sylvester step")
         q = self.orthogonal(params, z.shape[0], z)
         r, r_tilde = self.triangular(params["r"]), self.triangular(params["r_tilde"])
         a = (r_tilde @ (q.transpose(1, 2) @ z[:, :, None]))[..., 0] + params["b"]

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 
 from .distributions import VonMisesFisher, entropy_normal_diag, kl_normal_diag, log_normal_diag
-from .flows import FlowStep
+from .flows import FlowStep, Householder
 from .priors import Prior, StandardPrior, UniformSphere
 from .utils import check_int
 
@@ -111,10 +111,13 @@ class FlowPosterior(Posterior):
         for s in self.steps:
             if not isinstance(s, FlowStep):
                 raise TypeError(f"steps must be FlowStep modules, got {type(s).__name__}")
-        self.params = [None] * len(self.steps) if params is None else list(params)
-        if len(self.params) != len(self.steps):
+        params = [None] * len(self.steps) if params is None else list(params)
+        if len(params) != len(self.steps):
             raise ValueError(f"params must have one entry per step ({len(self.steps)}), "
-                             f"got {len(self.params)}")
+                             f"got {len(params)}")
+        # What a step computes from its parameters alone (a Sylvester step's orthonormal Q),
+        # once per example here, not once per sample after _push repeats the rows k times.
+        self.params = [p if p is None else step.prepare(p) for step, p in zip(self.steps, params)]
 
     def _push(self, z0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lead = z0.shape[:-1]
@@ -135,6 +138,28 @@ class FlowPosterior(Posterior):
     @property
     def mean(self):
         return self._push(self.base.mean)[0]
+
+
+class HouseholderPosterior(FlowPosterior):
+    r"""A diagonal Gaussian pushed through Householder reflections only (Tomczak & Welling,
+    2016): :math:`z_T = A z_0` with :math:`A = H_T \cdots H_1` orthogonal, so
+    :math:`q(z_T|x) = \mathcal{N}(A\mu_e, A\Sigma_e A^\top)`, a full-covariance Gaussian.
+    Its KL to :math:`\mathcal{N}(0, I)` is the base's, in closed form: :math:`\lVert A\mu_e\rVert
+    = \lVert\mu_e\rVert`, and :math:`A\Sigma_e A^\top` has the trace and determinant of
+    :math:`\Sigma_e` (registered below; chapter: Householder flows).
+
+    Args: as :class:`FlowPosterior`, with ``base`` a :class:`DiagonalGaussian` and every step
+    a :class:`~intro_dgm.flows.Householder`.
+    """
+
+    def __init__(self, base: DiagonalGaussian, steps, params=None):
+        if not isinstance(base, DiagonalGaussian):
+            raise TypeError(f"base must be a DiagonalGaussian, got {type(base).__name__}")
+        super().__init__(base, steps, params)
+        for s in self.steps:
+            if type(s) is not Householder:
+                raise TypeError(f"steps must all be Householder steps (a closed-form KL relies "
+                                f"on it), got {type(s).__name__}")
 
 
 class VonMisesFisherPosterior(Posterior):
@@ -204,6 +229,13 @@ def has_analytic_kl(posterior_cls: type, prior: Prior) -> bool:
 @register_analytic_kl(DiagonalGaussian, StandardPrior)
 def _kl_gaussian_standard(q: DiagonalGaussian, p: StandardPrior) -> torch.Tensor:
     return kl_normal_diag(q.mu_e, q.log_var_e)
+
+
+@register_analytic_kl(HouseholderPosterior, StandardPrior)
+def _kl_householder_standard(q: HouseholderPosterior, p: StandardPrior) -> torch.Tensor:
+    # KL[N(A mu, A Sigma A^T) || N(0, I)] = (tr(A Sigma A^T) + |A mu|^2 - L - ln det(A Sigma A^T))/2
+    # and A orthogonal leaves each term as it is for N(mu, Sigma).
+    return kl_normal_diag(q.base.mu_e, q.base.log_var_e)
 
 
 @register_analytic_kl(VonMisesFisherPosterior, UniformSphere)

@@ -11,8 +11,8 @@ import math
 import torch
 
 from ..utils import check_int
-from .bessel import (_check_positive, _log_s_numpy, _numpy, _ratio_numpy, bessel_ratio,
-                     log_bessel_iv)
+from .bessel import (_check_positive, _hankel_min_x, _hankel_series, _log_s_numpy, _numpy,
+                     _one_minus_ratio_numpy, _ratio_numpy, bessel_ratio, log_bessel_iv)
 from .densities import LOG_2PI
 
 
@@ -39,24 +39,64 @@ def _mean_length_derivative(m: int, kappa, a):
     return 1 - a * a - (m - 1) / kappa * a
 
 
+def _kl_large_kappa(m: int, k):
+    r"""The KL for ``kappa >=`` :func:`~.bessel._hankel_min_x`: with Hankel's
+    :math:`\ln I_\nu = \kappa - \frac12\ln 2\pi\kappa + \ln P_\nu` and
+    :math:`\kappa A_m = \kappa - \kappa\delta`, the two :math:`\kappa` (each ~1e8 at
+    ``kappa = 1e8``, against a KL of 18) cancel on paper:
+    :math:`\mathrm{KL} = (\nu+\tfrac12)\ln\kappa + \tfrac12\ln 2\pi - \nu\ln 2 - \ln\Gamma(\nu+1)
+    - \ln P_\nu - \kappa\delta`, with :math:`\kappa\delta \to \nu + \frac12`."""
+    import numpy as np
+    from scipy.special import gammaln
+
+    nu = 0.5 * m - 1
+    return ((nu + 0.5) * np.log(k) + 0.5 * np.log(2 * np.pi) - nu * np.log(2) - gammaln(nu + 1)
+            - _hankel_series(nu, k, "log_p") - k * _hankel_series(nu, k, "delta"))
+
+
+def _kl_numpy(m: int, k):
+    """KL[vMF || U] (float64, 1-D ``k``): :func:`kl_vmf_uniform`'s form, Hankel's at large kappa."""
+    import numpy as np
+
+    nu = 0.5 * m - 1
+    out = np.empty_like(k)
+    large = k >= _hankel_min_x(nu)
+    ks = k[~large]
+    # KL = kappa A_m + ln C_m + ln|S^{m-1}| = kappa A_m - ln S_nu(kappa): the constants cancel
+    # exactly on paper (see kl_vmf_uniform), so they are never subtracted in floats.
+    out[~large] = ks * _ratio_numpy(nu, ks) - _log_s_numpy(nu, ks)
+    out[large] = _kl_large_kappa(m, k[large])
+    return out
+
+
+def _dkl_dkappa_numpy(m: int, k):
+    r""":math:`d\mathrm{KL}/d\kappa = A + \kappa A' - A = \kappa A_m'(\kappa)`
+    (:math:`d\ln C_m/d\kappa = -A_m`). At large kappa :math:`A_m' \approx (m-1)/(2\kappa^2)` is
+    what is left of :math:`1 - A_m^2 - \frac{m-1}{\kappa}A_m` after cancelling ~16 digits at
+    ``kappa = 1e8``: there it is Hankel's series for :math:`\kappa A_m'` itself."""
+    import numpy as np
+
+    nu = 0.5 * m - 1
+    out = np.empty_like(k)
+    large = k >= _hankel_min_x(nu)
+    ks = k[~large]
+    out[~large] = ks * _mean_length_derivative(m, ks, _ratio_numpy(nu, ks))
+    out[large] = _hankel_series(nu, k[large], "x_ratio_prime")
+    return out
+
+
 class _KLvMFUniform(torch.autograd.Function):
     @staticmethod
     def forward(ctx, kappa, m):
-        k = _numpy(kappa)
-        nu = 0.5 * m - 1
-        a = _ratio_numpy(nu, k)
         ctx.m = m
         ctx.save_for_backward(kappa)
-        # KL = kappa A_m + ln C_m + ln|S^{m-1}| = kappa A_m - ln S_nu(kappa): the constants
-        # cancel exactly on paper (see kl_vmf_uniform), so they are never subtracted in floats.
-        return torch.as_tensor(k * a - _log_s_numpy(nu, k), device=kappa.device).to(kappa.dtype)
+        kl = _kl_numpy(m, _numpy(kappa).reshape(-1)).reshape(kappa.shape)
+        return torch.as_tensor(kl, device=kappa.device).to(kappa.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         (kappa,) = ctx.saved_tensors
-        k = _numpy(kappa)
-        # dKL/dkappa = A + kappa A' - A = kappa A'(kappa)   (d ln C / d kappa = -A)
-        d = k * _mean_length_derivative(ctx.m, k, _ratio_numpy(0.5 * ctx.m - 1, k))
+        d = _dkl_dkappa_numpy(ctx.m, _numpy(kappa).reshape(-1)).reshape(kappa.shape)
         return grad * torch.as_tensor(d, device=kappa.device).to(kappa.dtype), None
 
 
@@ -68,8 +108,13 @@ def kl_vmf_uniform(m: int, kappa: torch.Tensor) -> torch.Tensor:
     (:math:`\nu = m/2 - 1`) into :math:`\ln C_m` every constant cancels against
     :math:`\ln|S^{m-1}|`, leaving :math:`\mathrm{KL} = \kappa A_m(\kappa) - \ln S_\nu(\kappa)`,
     which is evaluated as such: accurate to full relative precision even where the KL is
-    :math:`\approx \kappa^2/(2m)`, e.g. 2e-9 at ``m = 256, kappa = 1e-3``. It does not depend
-    on :math:`\mu`. Differentiable in ``kappa``.
+    :math:`\approx \kappa^2/(2m)`, e.g. 2e-9 at ``m = 256, kappa = 1e-3``. For large
+    ``kappa`` (from 25 for ``m <= 17``), where :math:`\kappa A_m` and :math:`\ln S_\nu` are
+    both :math:`\approx\kappa` and :math:`A_m` is :math:`1 - O(1/\kappa)`, the KL and its
+    gradient :math:`\kappa A_m'(\kappa)` come from Hankel's expansion instead, with the
+    :math:`\kappa` cancelled on paper (:func:`_kl_large_kappa`): both agree with 50-digit
+    references to 1e-8 relative, or better, up to ``kappa = 1e8``. It does not depend on
+    :math:`\mu`. Differentiable in ``kappa``.
     """
     check_int(m, "m", minimum=2)
     _check_positive(kappa, "kappa")
@@ -97,9 +142,16 @@ def _gauss_legendre():
     return np.polynomial.legendre.leggauss(_GL_NODES)
 
 
-def _dw_dkappa(w, kappa, m: int):
+#: Where :func:`_dw_dkappa` cuts the side that decays from theta_w: past the cut the
+#: integrand is below e^-100 = 4e-44 of its value at theta_w, a margin that covers the factor
+#: cos theta - A_m (at most 2 there, ~1/kappa where the integral's mass is); against 40-digit
+#: mpmath quadrature the gradient is right to 2e-13 for m <= 256, kappa up to 1e8.
+_TAIL_DROP = 100.0
+
+
+def _dw_dkappa(y, kappa, m: int):
     r"""The implicit reparameterisation gradient :math:`\partial w/\partial\kappa` of
-    :math:`w = \mu^\top z` (float64 numpy arrays).
+    :math:`w = \mu^\top z`, given ``y = 1 - w`` (float64 numpy arrays).
 
     ``w`` has the density :math:`p(w) \propto e^{\kappa w}(1-w^2)^{(m-3)/2}` and CDF ``F``;
     keeping the sample's quantile :math:`F(w;\kappa) = u` fixed while :math:`\kappa` moves,
@@ -108,72 +160,106 @@ def _dw_dkappa(w, kappa, m: int):
     = -\int_w^1 (t - A_m)\,p(t)\,dt`. Substituting :math:`t = \cos\theta`
     (:math:`(1-t^2)^{(m-3)/2}dt = \sin^{m-2}\theta\,d\theta`, smooth for every ``m >= 2``),
     the integral runs over the side of ``w`` on which :math:`t - A_m` keeps one sign, so
-    nothing cancels.
+    nothing cancels. It takes ``1 - w`` and :math:`1 - A_m`, not ``w`` and :math:`A_m`: at
+    ``kappa = 1e8`` both are 1e-8, and :math:`t - A_m = (1 - A_m) - (1 - t)` would lose half
+    their digits if formed from numbers near 1.
+
+    On the side :math:`\theta > \theta_w` the integrand decays from :math:`\theta_w` (at a
+    large kappa) within :math:`\sim 1/\sqrt\kappa` -- 1e-4 at 1e8, finer than the nodes over
+    :math:`[\theta_w, \pi]`; there the nodes cover :math:`[\theta_w, \theta_w + \Delta]` with
+    :math:`\Delta` where a bound on the exponent has fallen by :data:`_TAIL_DROP`.
     """
     import numpy as np
 
-    a = _ratio_numpy(0.5 * m - 1, kappa)
+    nu = 0.5 * m - 1
+    delta = _one_minus_ratio_numpy(nu, kappa)  # 1 - A_m
     nodes, weights = _gauss_legendre()
-    theta_w = np.arccos(np.clip(w, -1.0, 1.0))
-    upper = w >= a  # integrate t in [w, 1], theta in [0, theta_w]; else t in [-1, w]
-    lo = np.where(upper, 0.0, theta_w)[:, None]
-    hi = np.where(upper, theta_w, np.pi)[:, None]
+    y = np.clip(y, 0.0, 2.0)
+    theta_w = 2 * np.arcsin(np.sqrt(y / 2))  # arccos(w), accurate for w near 1
+    upper = y <= delta  # w >= A: t in [w, 1], theta in [0, theta_w]; else t in [-1, w]
+    lo = np.where(upper, 0.0, theta_w)
+    hi = np.where(upper, theta_w, np.pi)
+    # ln of the integrand, kappa cos theta + (m - 2) ln sin theta (+ const), has the slope
+    # -slope at theta_w and a curvature below -kappa cos theta <= -kappa / 2 up to pi / 3; so
+    # where slope >= 0 it decreases on [theta_w, pi], by at least slope u + curve u^2 / 2 at
+    # theta_w + u, which is _TAIL_DROP at u = delta_theta.
+    sin_w, cos_w = np.sin(theta_w), 1 - y
+    slope = kappa * sin_w - (m - 2) * cos_w / np.maximum(sin_w, 1e-300)
+    curve = 0.5 * kappa
+    delta_theta = 2 * _TAIL_DROP / (slope + np.sqrt(slope ** 2 + 2 * curve * _TAIL_DROP))
+    cut = ~upper & (slope >= 0) & (theta_w + delta_theta < np.pi / 3)
+    hi = np.where(cut, theta_w + delta_theta, hi)
+    lo, hi = lo[:, None], hi[:, None]
     theta = lo + (hi - lo) * (nodes + 1) / 2  # (N, nodes)
     log_sin = np.log(np.maximum(np.sin(theta), 1e-300))
-    log_sin_w = np.log(np.maximum(np.sin(theta_w), 1e-300))[:, None]
+    log_sin_w = np.log(np.maximum(sin_w, 1e-300))[:, None]
+    one_minus_cos = 2 * np.sin(theta / 2) ** 2
     # p(t) dt / p(w) = exp(kappa (cos theta - w)) sin^{m-2} theta / sin^{m-3} theta_w d theta
-    log_ratio = kappa[:, None] * (np.cos(theta) - w[:, None]) + (m - 2) * log_sin \
+    log_ratio = kappa[:, None] * (y[:, None] - one_minus_cos) + (m - 2) * log_sin \
         - (m - 3) * log_sin_w
-    integral = ((np.cos(theta) - a[:, None]) * np.exp(log_ratio) * weights).sum(1) \
-        * (hi - lo)[:, 0] / 2
+    t_minus_a = delta[:, None] - one_minus_cos  # cos theta - A_m
+    integral = (t_minus_a * np.exp(log_ratio) * weights).sum(1) * (hi - lo)[:, 0] / 2
     return np.where(upper, integral, -integral)
 
 
 class _ImplicitW(torch.autograd.Function):
-    """Identity on the sampled ``w``; its gradient to ``kappa`` is :func:`_dw_dkappa`."""
+    r"""``(w, s)`` with ``s = sqrt(1 - w^2)``, from ``y = 1 - w`` and ``1 + w`` in float64, cast
+    to ``kappa``'s dtype only at the end (in float32 ``w`` rounds to 1 from ``kappa ~ 1e7``;
+    ``s`` keeps its digits); their gradients to ``kappa`` come from :func:`_dw_dkappa` and
+    :math:`ds/d\kappa = -(w/s)\,dw/d\kappa`, also in float64."""
 
     @staticmethod
-    def forward(ctx, kappa, w, m):
+    def forward(ctx, kappa, y, one_plus_w, m):
         ctx.m = m
-        ctx.save_for_backward(kappa, w)
-        return w.clone()
+        w, s = 1 - y, torch.sqrt(y * one_plus_w)  # (1 - w)(1 + w): no 1 - w^2 to cancel
+        ctx.save_for_backward(kappa, y, w, s)
+        return w.to(kappa.dtype), s.to(kappa.dtype)
 
     @staticmethod
-    def backward(ctx, grad):
-        kappa, w = ctx.saved_tensors
-        d = _dw_dkappa(_numpy(w).ravel(), _numpy(kappa).ravel(), ctx.m).reshape(w.shape)
-        return grad * torch.as_tensor(d, device=w.device).to(w.dtype), None, None
+    def backward(ctx, grad_w, grad_s):
+        kappa, y, w, s = ctx.saved_tensors
+        d = _dw_dkappa(_numpy(y).ravel(), _numpy(kappa).ravel(), ctx.m).reshape(y.shape)
+        dw = torch.as_tensor(d, device=y.device)
+        ds = torch.where(s > 0, -w / torch.where(s > 0, s, 1.0) * dw, torch.zeros_like(dw))
+        out = grad_w.double() * dw + grad_s.double() * ds
+        return out.to(kappa.dtype), None, None, None
 
 
-def _wood_sample_w(kappa: torch.Tensor, m: int) -> torch.Tensor:
-    r"""``w = mu^T z`` for one vMF sample per entry of ``kappa`` (1-D, float64): Wood's (1994)
-    rejection sampler, vectorised -- every round proposes for all entries still waiting.
+def _wood_sample_w(kappa: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""``(1 - w, 1 + w)`` for ``w = mu^T z``, one vMF sample per entry of ``kappa`` (1-D,
+    float64): Wood's (1994) rejection sampler, vectorised -- every round proposes for all
+    entries still waiting.
 
     Proposal :math:`w = \frac{1-(1+b)\epsilon}{1-(1-b)\epsilon}`, :math:`\epsilon\sim
     \mathrm{Beta}(\frac{m-1}2,\frac{m-1}2)`; accept when :math:`\kappa w + (m-1)\ln(1-x_0w) - c
     \ge \ln u`, with :math:`b = \frac{m-1}{2\kappa + \sqrt{4\kappa^2+(m-1)^2}}` (the stable
     form of :math:`\frac{-2\kappa+\sqrt{4\kappa^2+(m-1)^2}}{m-1}`), :math:`x_0 = \frac{1-b}{1+b}`,
-    :math:`c = \kappa x_0 + (m-1)\ln(1-x_0^2)`.
+    :math:`c = \kappa x_0 + (m-1)\ln(1-x_0^2)`. With :math:`\epsilon = G_1/(G_1+G_2)`,
+    :math:`1 - w = \frac{2bG_1}{G_2 + bG_1}` and :math:`1 + w = \frac{2G_2}{G_2 + bG_1}`,
+    sums of positive numbers: both keep every digit where ``w`` is within 1e-8 of 1 or -1.
+    The test in the same terms, :math:`\kappa((1-x_0) - (1-w)) + (m-1)(\ln(1 + \frac{x_0
+    (1-w)}{1-x_0}) - \ln(1+x_0))`, with :math:`1 - x_0 = \frac{2b}{1+b}`.
     """
     m1 = m - 1.0
     b = m1 / (2 * kappa + torch.sqrt(4 * kappa ** 2 + m1 ** 2))
     x0 = (1 - b) / (1 + b)
-    c = kappa * x0 + m1 * torch.log1p(-x0 ** 2)
+    one_minus_x0 = 2 * b / (1 + b)
     # Beta(a, a) as G1 / (G1 + G2) with G1, G2 ~ Gamma(a): twice as fast as torch's Beta.
     gamma = torch.distributions.Gamma(torch.tensor(m1 / 2, dtype=kappa.dtype, device=kappa.device),
                                       torch.tensor(1.0, dtype=kappa.dtype, device=kappa.device))
-    w = torch.empty_like(kappa)
+    y, one_plus_w = torch.empty_like(kappa), torch.empty_like(kappa)
     todo = torch.arange(kappa.numel(), device=kappa.device)
     while todo.numel():
-        bt, x0t, ct, kt = b[todo], x0[todo], c[todo], kappa[todo]
+        bt, x0t, ot, kt = b[todo], x0[todo], one_minus_x0[todo], kappa[todo]
         g = gamma.sample((2, todo.numel()))
-        eps = g[0] / (g[0] + g[1])
-        prop = (1 - (1 + bt) * eps) / (1 - (1 - bt) * eps)
-        log_u = torch.log(torch.rand_like(prop))
-        accept = kt * prop + m1 * torch.log1p(-x0t * prop) - ct >= log_u
-        w[todo[accept]] = prop[accept]
+        denominator = g[1] + bt * g[0]
+        y_prop, one_plus_prop = 2 * bt * g[0] / denominator, 2 * g[1] / denominator
+        log_u = torch.log(torch.rand_like(y_prop))
+        accept = kt * (ot - y_prop) + m1 * (torch.log1p(x0t * y_prop / ot)
+                                            - torch.log1p(x0t)) >= log_u
+        y[todo[accept]], one_plus_w[todo[accept]] = y_prop[accept], one_plus_prop[accept]
         todo = todo[~accept]
-    return w
+    return y, one_plus_w
 
 
 class VonMisesFisher:
@@ -221,17 +307,19 @@ class VonMisesFisher:
         B, m = self.mu.shape
         kappa = self.kappa.repeat(reps)  # row order (n, B)
         with torch.no_grad():
-            # w in float64: for large kappa, w = 1 - O(1/kappa), and 1 - w^2 would lose most
-            # of its digits in float32. The direction v needs no such care.
-            w = _wood_sample_w(kappa.detach().double(), m)
+            # 1 - w and 1 + w in float64, and sqrt(1 - w^2) from them before any cast: for
+            # large kappa, w = 1 - O(1/kappa), which float32 rounds to 1 from kappa ~ 1e7.
+            # The direction v needs no such care.
+            y, one_plus_w = _wood_sample_w(kappa.detach().double(), m)
             v = torch.randn(reps * B, m - 1, dtype=self.mu.dtype, device=self.mu.device)
             inv_norm = 1 / v.norm(dim=1)
-        w = _ImplicitW.apply(kappa, w.to(kappa.dtype), m).view(reps, B)
-        # z' = (w, s v), s = sqrt(1 - w^2) / |v|: w along e_1, a uniform direction orthogonal
+        w, s = _ImplicitW.apply(kappa, y, one_plus_w, m)
+        w = w.view(reps, B)
+        # z' = (w, s v / |v|), s = sqrt(1 - w^2): w along e_1, a uniform direction orthogonal
         # to it; then z = H z' with H = I - 2 u u^T / |u|^2, u = e_1 - mu, the reflection
         # that maps e_1 to mu. Since v has no e_1 part, u^T z' = w u_1 + s v^T u_rest, so H is
         # applied without ever forming z' (one pass over the (n, B, m - 1) numbers).
-        s = (torch.sqrt(torch.clamp(1 - w * w, min=0.0)) * inv_norm.view(reps, B))[..., None]
+        s = (s.view(reps, B) * inv_norm.view(reps, B))[..., None]
         v = v.view(reps, B, m - 1)
         u = -self.mu.clone()
         u[:, 0] = u[:, 0] + 1
