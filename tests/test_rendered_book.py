@@ -76,7 +76,7 @@ MINIMUMS = {  # page -> (minimum number of figures made by its code, minimum ren
     "notebooks/04h_latent_explorer.html": (3, 1),
     "notebooks/05_two_gaussians.html": (1, 14),
     "notebooks/06a_posterior_gap.html": (2, 20),
-    "notebooks/06b_householder_flows.html": (0, 20),
+    "notebooks/06b_householder_flows.html": (2, 20),
     "notebooks/06c_sylvester_flows.html": (4, 20),
     "notebooks/06d_hyperspherical_vae.html": (3, 20),
     "notebooks/06e_posterior_comparison.html": (1, 5),
