@@ -50,3 +50,48 @@ def test_files_are_written_atomically(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(tmp_path, "vae", VAEConfig(latent_dim=2, hidden=(4,)), model)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]  # no half file left
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path):
+    """One clear error naming the file, and never torch's advice to load with
+    weights_only=False (which would run whatever code the file holds)."""
+    import argparse
+    import zipfile
+
+    config = VAEConfig(latent_dim=2, hidden=(4,))
+    save_checkpoint(tmp_path / "run", "vae", config, build_vae(config))
+    data = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[:len(data) // 2])
+    (tmp_path / "spec.json").write_text('{"id": "abc"}')
+    torch.save(argparse.Namespace(model="vae"), tmp_path / "code.pt")
+    with zipfile.ZipFile(tmp_path / "other.pt", "w") as z:
+        z.writestr("hello.txt", "not a checkpoint")
+    for name, match in [("cut.pt", "cut.pt is truncated or damaged"),
+                        ("spec.json", "spec.json is not a checkpoint: give the run directory"),
+                        ("code.pt", "code.pt holds objects other than tensors and plain values"),
+                        ("other.pt", "other.pt is truncated or damaged: torch.load could not")]:
+        with pytest.raises(ValueError, match=match) as info:
+            load_checkpoint(tmp_path / name)
+        assert "weights_only" not in str(info.value) and "\n" not in str(info.value)
+    raw = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    raw["config"]["latent_dim"] = 3  # the weights no longer fit the model the config builds
+    torch.save(raw, tmp_path / "run" / "checkpoint.pt")
+    with pytest.raises(ValueError, match="the weights do not fit the model its config describes"):
+        intro_dgm.load_model(tmp_path / "run")
+
+
+def test_build_model_names_the_config_it_wants():
+    from intro_dgm.models import DiffusionConfig, build_model
+
+    assert build_model("vae", {"latent_dim": 2, "hidden": [4]}).latent_dim == 2  # a dict: fine
+    with pytest.raises(TypeError, match="^config of model 'vae' must be a VAEConfig, got "
+                                        "DiffusionConfig$"):
+        build_model("vae", DiffusionConfig())
+    with pytest.raises(TypeError, match="^config of model 'vae' must be a VAEConfig, got list$"):
+        build_model("vae", [2])
+
+
+def test_a_builder_given_a_dict_names_what_it_wants():
+    with pytest.raises(TypeError, match=r"must be a VAEConfig, got dict \(make one: "
+                                        r"VAEConfig\(\*\*fields\)\)"):
+        build_vae({"latent_dim": 2})

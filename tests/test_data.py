@@ -35,6 +35,17 @@ def test_digits_split_and_loader(digits):
     assert torch.equal(labels["test"], torch.from_numpy(load_digits().target[1350:]))
 
 
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_a_flag_must_be_true_or_false(value, tmp_path):
+    """``binary='yes'`` is not read by its truth value: a flag is True or False."""
+    with pytest.raises(TypeError, match=f"^binary must be True or False, got "
+                                        f"{type(value).__name__} {value!r}$"):
+        load_digits_split(binary=value)
+    with pytest.raises(TypeError, match="^download must be True or False"):
+        load_fashion_mnist_split(data_dir=tmp_path, download=value)
+    assert load_digits_split(binary=np.bool_(True)).num_vals == 2
+
+
 def test_toy_2d():
     x = toy_2d("two_gaussians", 20000, seed=0, p=0.8)
     assert x.shape == (20000, 2)

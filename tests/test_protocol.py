@@ -145,6 +145,32 @@ def test_the_store_appends_reads_and_names_damage(tmp_path):
         store.rows()
 
 
+def test_the_store_keeps_one_finished_row_per_run(tmp_path):
+    """A second ``ok`` row of a run is refused (the same run would count as two seeds); a
+    failed row may be followed by its retry, and the run counts once, as the retry."""
+    store = ResultsStore(tmp_path / "results.jsonl")
+    failed, retry, other = _row("mog", 0, 0, "failed"), _row("mog", 0, 91.0), _row("mog", 1, 92.0)
+    for r in (failed, retry, other):
+        store.append(r)
+    with pytest.raises(ValueError, match=f"holds run {retry['id']} already \\(status ok\\); a "
+                                         "store keeps one finished row per run"):
+        store.append(retry)
+    with pytest.raises(ValueError, match=f"holds run {other['id']} already"):
+        store.check_can_add(other["id"])  # what intro-dgm train asks before a run
+    store.append(failed)  # a failure after the fact is kept, never read as the run
+    assert len(store.rows()) == 4 and store.final_rows() == [retry, other]
+    assert store.row(retry["id"]) == retry
+    summary = summarise(store.final_rows(), ["model"])[0]
+    assert summary["n"] == 2 and summary["failed"] == 0
+    again = ResultsStore(tmp_path / "again_results.jsonl")  # a re-run writes a new file
+    again.check_can_add(retry["id"])
+    with pytest.raises(ValueError, match="is a directory, not a results file"):
+        ResultsStore(tmp_path).rows()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="file is a file, not a directory"):
+        ResultsStore(tmp_path / "file" / "r.jsonl").check_can_add("abc")
+
+
 def test_make_row_holds_spec_metrics_and_environment(digits):
     spec = RunSpec(**TINY)
     result = run(spec, digits)

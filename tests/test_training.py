@@ -163,3 +163,121 @@ def test_fit_rejects_bad_overrides(small_vae, digits):
     with pytest.raises(ValueError, match="optimizer must be one of"):
         fit(small_vae, digits.train, digits.val, optimizer="sgdd", progress=False)
     assert TrainConfig(warmup_epochs=4).beta(1) == 0.5 and TrainConfig().beta(0) == 1.0
+
+
+# ------------------------------------------------------------ issue 25: resume, input named
+def _fit_with_interrupt(digits, path, stop_at=None, **kwargs):
+    """A small VAE fitted for 4 epochs, checkpointed to ``path``; Ctrl-C at the ``stop_at``-th
+    training step (16 steps per epoch)."""
+    import intro_dgm.training as training
+
+    torch.manual_seed(0)
+    model = build_vae(VAEConfig(latent_dim=2, hidden=(16,)))
+    objective, calls = training.objective, [0]
+
+    def step(*args, **kw):
+        calls[0] += 1
+        if calls[0] == stop_at:
+            raise KeyboardInterrupt
+        return objective(*args, **kw)
+
+    training.objective = step
+    try:
+        hist = fit(model, kwargs.pop("train", digits.train), digits.val, max_epochs=4, seed=1,
+                   progress=False, device="cpu", checkpoint_path=path, **kwargs)
+    finally:
+        training.objective = objective
+    return model, hist
+
+
+@pytest.mark.parametrize("loader", [False, True])
+def test_an_interrupted_fit_resumes_bit_identically(digits, tmp_path, loader):
+    """Ctrl-C in the middle of epoch 3, then resume=True: the history and every weight equal
+    an uninterrupted fit's (optimiser, best weights, patience, every generator and the
+    loader's shuffling come back from the per-epoch checkpoint)."""
+    train = (lambda: TensorLoader(digits.train, 64, shuffle=True, seed=5)) if loader else None
+    extra = (lambda: {"train": train()}) if loader else dict
+    ref_model, ref = _fit_with_interrupt(digits, None, **extra())
+    path = tmp_path / "state.pt"
+    with pytest.raises(KeyboardInterrupt):
+        _fit_with_interrupt(digits, path, stop_at=2 * 16 + 5, **extra())
+    model, hist = _fit_with_interrupt(digits, path, resume=True, **extra())
+    assert hist.train_loss == ref.train_loss and hist.val_loss == ref.val_loss
+    assert hist.best_epoch == ref.best_epoch and len(hist.epoch_seconds) == 4
+    for a, b in zip(model.state_dict().values(), ref_model.state_dict().values()):
+        assert torch.equal(a, b)
+    again, same = _fit_with_interrupt(digits, path, resume=True, **extra())  # finished: kept
+    assert same.val_loss == ref.val_loss
+
+
+def test_a_checkpoint_of_other_settings_is_refused(digits, tmp_path):
+    path = tmp_path / "state.pt"
+    _fit_with_interrupt(digits, path)
+    with pytest.raises(ValueError, match=r"written with other training settings \(lr\)"):
+        _fit_with_interrupt(digits, path, resume=True, lr=0.01)
+    path.write_text("{}")
+    with pytest.raises(ValueError, match="is not a training state that fit wrote") as info:
+        _fit_with_interrupt(digits, path, resume=True)
+    assert "weights_only" not in str(info.value)
+
+
+def test_fit_takes_numpy_arrays_and_float64(digits):
+    """NumPy arrays and float64 tensors train exactly as the float32 tensors they hold, and
+    batches may be NumPy arrays too."""
+    runs = []
+    for convert in (lambda x: x, lambda x: x.numpy(), lambda x: x.double(),
+                    lambda x: [b.numpy().astype("float64") for b in x.split(200)]):
+        torch.manual_seed(0)
+        model = build_vae(VAEConfig(latent_dim=2, hidden=(8,)))
+        runs.append(fit(model, convert(digits.train), convert(digits.val), max_epochs=1,
+                        progress=False, device="cpu").val_loss)
+    assert runs[0] == runs[1] == runs[2] and math.isfinite(runs[3][0])
+
+
+def _nan_in_row(x, row=3):
+    x = x.clone()
+    x[row, 5] = float("nan")
+    return x
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda m, d: fit(m, d.train, TrainConfig()), TypeError,
+     r"^val must be the validation data: .*got TrainConfig \(fit\(model, train, val, "
+     r"config\): is the validation data missing\?\)$"),
+    (lambda m, d: fit(m, d.train, d.val, {"lr": 0.1}), TypeError,
+     "config must be a TrainConfig or None, got dict"),
+    (lambda m, d: fit(m, _nan_in_row(d.train), d.val), ValueError,
+     r"^train contains NaN or infinite values \(first in row 3\)$"),
+    (lambda m, d: fit(m, d.train, _nan_in_row(d.val, 7)), ValueError,
+     r"^val contains NaN or infinite values \(first in row 7\)$"),
+    (lambda m, d: fit(m, [d.train[:10], d.train[:5, :60]], d.val), ValueError,
+     r"^train batch 2 of epoch 1 \(shape \(5, 60\)\): x must have size 64"),
+    (lambda m, d: fit(m, d.train, [d.val[:10], _nan_in_row(d.val[:10])]), ValueError,
+     r"^val batch 2 contains NaN or infinite values \(first in row 3\)$"),
+    (lambda m, d: fit(m, d.train, [d.val[:10], "pixels"]), TypeError,
+     r"^val batch 2 must be a tensor or NumPy array of numbers, got str$"),
+    (lambda m, d: fit(m, d.train[0], d.val), ValueError,
+     r"^train must be \(N, D\) with N >= 1, got shape \(64,\)$"),
+    (lambda m, d: fit(m, d.train, d.val, device="gpu"), ValueError,
+     "^device must be cpu, cuda, cuda:N or mps; got 'gpu'$"),
+    (lambda m, d: fit(m, d.train, d.val, resume=True), ValueError,
+     "resume=True needs the checkpoint_path"),
+    (lambda m, d: fit(m, d.train, d.val, resume="yes", checkpoint_path="x"), TypeError,
+     "^resume must be True or False, got str 'yes'$"),
+    (lambda m, d: fit(d.train, d.train, d.val), TypeError, "^model must be a torch.nn.Module"),
+])
+def test_fit_names_the_argument_and_the_tensor(small_vae, digits, call, error, match):
+    with pytest.raises(error, match=match):
+        call(small_vae, digits)
+
+
+def test_options_a_model_cannot_use_are_refused_before_training():
+    from intro_dgm.models import DiffusionConfig, build_ddgm
+    from intro_dgm.training import inapplicable
+
+    model = build_ddgm(DiffusionConfig(steps=4, hidden=(8,)))
+    assert inapplicable(model, TrainConfig(warmup_epochs=3, free_bits=0.5)) == {
+        "warmup_epochs": "DDGM has no KL term to weigh (its kl_groups is empty)",
+        "free_bits": "DDGM has no KL term to weigh (its kl_groups is empty)"}
+    with pytest.raises(ValueError, match="^warmup_epochs does not apply: DDGM has no KL term"):
+        fit(model, torch.zeros(4, 64), torch.zeros(4, 64), warmup_epochs=3, progress=False)

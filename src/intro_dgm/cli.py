@@ -1,26 +1,10 @@
-"""Command line: ``intro-dgm train | evaluate | reproduce | table``.
+"""The intro-dgm command line: train, evaluate, reproduce and table.
 
-* ``train --model NAME [options] --out DIR`` (or ``train --spec FILE --out DIR``): one run of
-  :func:`~intro_dgm.protocol.run`; writes ``DIR/checkpoint.pt``, ``DIR/spec.json`` and, last,
-  ``DIR/metrics.json``; ``--results FILE`` also appends the row to a results store. The
-  options are generated from the dataclasses: a model's config fields (``--latent-dim``,
-  ``--hidden``, ``--prior``, ...), the options of every prior's constructor
-  (``--num-components``, ``--learn-weights``, ``--init``, ``--num-layers``; ``--prior-hidden``
-  where a name is taken by the model), the options of every posterior family
-  (``--num-steps``, ``--num-ortho``, ``--num-householder``), the
-  :class:`~intro_dgm.training.TrainConfig` fields
-  (``--lr``, ``--warmup-epochs``, ...) and the spec's own (``--dataset``, ``--seed``, ``--k``,
-  ``--extras``, ``--threads``, ``--device``, ``--dataset-options``).
-* ``evaluate DIR [--k K]``: re-evaluate a checkpoint on the test set.
-* ``--data-dir DIR`` (``train``, ``evaluate``, ``reproduce``): where the files of a data set
-  read from disk (``--dataset fashion-mnist``) are; it sets ``$INTRO_DGM_DATA_DIR`` and is
-  not part of the run spec, so a run's id does not depend on where the files live.
-* ``reproduce RESULTS ROW_ID --out DIR``: re-run a stored row and print the stored and the
-  new metrics side by side (exit status 1 if a metric other than a time differs).
-* ``table RESULTS [--group-by KEY ...] [--metrics M ...]``: mean ± sd over seeds, as markdown.
-
-Errors in the arguments, a spec or a results file print one line
-(``intro-dgm: error: ...``) and exit with status 2; nothing is written.
+intro-dgm train writes a run to --out DIR through DIR.partial, checkpointed every epoch: DIR
+is replaced only with --force, and an interrupted run continues, bit-identical, with the same
+command and --resume. A mistake in the command, a spec or a results file prints one line
+(intro-dgm: error: ...), exits with status 2 and writes nothing; a diverged run, or a bug in
+intro_dgm (with its traceback), exits with status 1; an interrupted run with status 130.
 """
 from __future__ import annotations
 
@@ -29,23 +13,41 @@ import dataclasses
 import inspect
 import json
 import os
+import shlex
+import shutil
 import sys
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
-from . import checkpoints
-from .data import DATA_DIR_ENV, DATASETS, load_dataset
-from .models import MODELS, model_entry
+import torch
+
+from . import __version__, checkpoints
+from .data import DATA_DIR_ENV, DATASETS
 from .encoders import POSTERIORS
+from .models import MODELS, model_entry
+from .models.diffusion import DATA_TERMS, ESTIMATORS, OBJECTIVES, STEP_SAMPLING, VARIANCES
+from .models.schedules import SCHEDULES
 from .priors import PRIORS
+from .protocol import DATA_FIELDS, EXTRA_METRICS, ResultsStore, RunSpec, evaluate
 from .runs.reproduce import REPRODUCE_RTOL, reproduction_report
-from .protocol import (DATA_FIELDS, EXTRA_METRICS, ResultsStore, RunSpec, evaluate,
-                       markdown_table, run_and_store, store_path)
-from .training import TrainConfig
-from .utils import seed_everything
+from .runs.store import results_file
+from .training import OPTIMIZERS, TrainConfig
+
+_EXAMPLES = """examples:
+  intro-dgm train --latent-dim 2 --max-epochs 50 --out runs/vae2
+  intro-dgm train --model ddgm --schedule cosine --out runs/ddgm --results runs/r.jsonl
+  intro-dgm train --spec runs/vae2/spec.json --out runs/again   (the same run again)
+  intro-dgm train --latent-dim 2 --max-epochs 50 --out runs/vae2 --resume   (after Ctrl-C)"""
 
 
 class CLIError(Exception):
-    """An error to report in one line."""
+    """A mistake in the command (exit ``status`` 2), or another end told in one line: a
+    diverged run (1), Ctrl-C (130)."""
+
+    def __init__(self, message, status: int = 2):
+        super().__init__(message)
+        self.status = status
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,30 +75,23 @@ def _number(kind, flag: str, positive: bool = False):
 def _json_object(text: str) -> dict:
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"--dataset-options must be a JSON object: {exc.msg}")
+    except json.JSONDecodeError:
+        value = None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"--dataset-options must be a JSON object, got {text!r}")
     return value
 
 
-def _add_option(group, flag: str, dest: str, annotation: str, help_text: str) -> bool:
-    """Add a flag for a field of type ``annotation`` (a string: the modules use postponed
-    annotations). Returns False for a type the command line cannot express."""
-    base = annotation.replace(" | None", "").strip()
-    kwargs = dict(dest=dest, default=None, help=help_text, metavar=dest.split("__")[-1].upper())
+def _add_option(group, flag: str, dest: str, annotation: str, help_text: str) -> None:
+    """Add a flag for a field of type ``annotation`` (a string: postponed annotations); a
+    type the command line cannot express gets none."""
+    base, help_text = annotation.replace(" | None", "").strip(), help_text.replace("%", "%%")
     if base == "bool":
-        kwargs.pop("metavar")
-        group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
-    elif base in ("int", "float"):
-        group.add_argument(flag, type=_number(int if base == "int" else float, flag), **kwargs)
-    elif base == "str":
-        group.add_argument(flag, **kwargs)
-    elif base == "tuple[int, ...]":
-        group.add_argument(flag, type=_number(int, flag), nargs="+", **kwargs)
-    else:
-        return False
-    return True
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, dest=dest, help=help_text)
+    elif base in ("int", "float", "str", "tuple[int, ...]"):
+        kind = str if base == "str" else _number(float if base == "float" else int, flag)
+        group.add_argument(flag, type=kind, nargs="+" if base[0] == "t" else None, dest=dest,
+                           help=help_text, metavar=dest.split("__")[-1].upper())
 
 
 #: The parts of a model whose own options come from their constructors: config field ->
@@ -108,16 +103,21 @@ _PARTS = {
     "posterior": (POSTERIORS, "posterior_kwargs", lambda entry: entry[0].from_mlp,
                   {"self", "input_layer", "input_dim", "hidden", "latent_dim", "kind"}),
 }
+#: config fields that name one of a set: the help lists the names each model takes
+_CHOICES = {"prior": PRIORS, "posterior": POSTERIORS, "schedule": SCHEDULES,
+            "data_term": DATA_TERMS, "variance": VARIANCES, "objective": OBJECTIVES,
+            "step_sampling": STEP_SAMPLING, "estimator": ESTIMATORS, "optimizer": OPTIMIZERS,
+            "dataset": DATASETS}
 
 
-def _part_options(part: str) -> dict[str, tuple[str, list[str]]]:
-    """Every simple option of every member of ``part``: name -> (annotation, members)."""
+def _part_options(part: str) -> dict[str, tuple[str, dict[str, object]]]:
+    """Every simple option of the members of ``part``: name -> (annotation, member -> default)."""
     registry, _, signature_of, supplied = _PARTS[part]
-    options: dict[str, tuple[str, list[str]]] = {}
+    options: dict[str, tuple[str, dict]] = {}
     for member, entry in registry.items():
         for name, p in inspect.signature(signature_of(entry)).parameters.items():
             if name not in supplied and isinstance(p.annotation, str):
-                options.setdefault(name, (p.annotation, []))[1].append(member)
+                options.setdefault(name, (p.annotation, {}))[1][member] = p.default
     return options
 
 
@@ -128,86 +128,121 @@ def _part_flag(part: str, name: str) -> str:
 
 def _model_fields() -> dict[str, str]:
     """Every command-line field of every registered model's config: name -> annotation."""
-    fields = {}
+    fields: dict[str, str] = {}
     for config_cls, *_ in MODELS.values():
-        for f in dataclasses.fields(config_cls):
-            if f.name not in DATA_FIELDS:
-                fields.setdefault(f.name, f.type)
+        fields.update({f.name: f.type for f in dataclasses.fields(config_cls)
+                       if f.name not in DATA_FIELDS and f.name not in fields})
     return fields
+
+
+def _shown(value) -> str:
+    """A default as the command line writes it."""
+    if isinstance(value, (tuple, list)):
+        return " ".join(map(str, value)) or "none"
+    if value is None or isinstance(value, bool) or value is inspect.Parameter.empty:
+        return {None: "none", True: "on", False: "off"}.get(value, "required")
+    return str(value)
+
+
+def _accepts(cls, **values) -> bool:
+    try:
+        return cls(**values) is not None
+    except (ValueError, TypeError):
+        return False
+
+
+def _help(name: str, owners: dict[str, type], lead: str = "") -> str:
+    """A field's help from its configs: per owner (``--model`` names) the names it takes
+    (alone, or beside another choice) and its default; owners that agree share a line."""
+    texts: dict[str, list[str]] = {}
+    for owner, cls in owners.items():
+        found = {f.name: f for f in dataclasses.fields(cls)}
+        if f := found.get(name):
+            text = "default " + _shown(f.default if f.default_factory is dataclasses.MISSING
+                                       else f.default_factory())
+            if name in _CHOICES:
+                others = [{o: v} for o in _CHOICES if o in found and o != name
+                          for v in _CHOICES[o]]
+                takes = [c for c in _CHOICES[name] if _accepts(cls, **{name: c})
+                         or any(_accepts(cls, **{name: c}, **other) for other in others)]
+                text = f"one of {', '.join(takes)}; {text}"
+            texts.setdefault(text, []).append(owner)
+    return "; ".join([lead] * bool(lead) + [(f"--model {', '.join(who)}: " if who[0] else "")
+                                            + text for text, who in texts.items()])
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command, with ``train``'s options generated from the configs."""
-    parser = _Parser(prog="intro-dgm", description=__doc__.splitlines()[0])
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(prog="intro-dgm", description=__doc__, formatter_class=raw)
+    parser.add_argument("--version", action="version", version=f"intro-dgm {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-
-    t = sub.add_parser("train", help="train a model; write DIR/checkpoint.pt, spec.json, metrics.json")
-    t.add_argument("--spec", type=Path, help="a JSON run spec (instead of the options below)")
-    t.add_argument("--model", default=None, choices=sorted(MODELS))
-    g = t.add_argument_group("model config (fields of the model's config dataclass)")
-    model_fields = _model_fields()
-    for name, annotation in model_fields.items():
-        _add_option(g, _flag(name), f"model__{name}", annotation, f"config field {name}")
+    t = sub.add_parser("train", help="train a run: DIR/checkpoint.pt, spec.json, metrics.json",
+                       epilog=_EXAMPLES, formatter_class=raw)
+    t.add_argument("--spec", type=Path, help="a JSON run spec or a run's spec.json, instead of "
+                   "the options below")
+    t.add_argument("--model", choices=sorted(MODELS), help="default vae")
+    g = t.add_argument_group("model config (each flag names the --model that takes it)")
+    models = {name: entry.config for name, entry in MODELS.items()}
+    for name, annotation in _model_fields().items():
+        _add_option(g, _flag(name), f"model__{name}", annotation, _help(name, models))
     for part in _PARTS:
-        g = t.add_argument_group(f"{part} options (arguments of the chosen {part}'s constructor)")
-        for name, (annotation, users) in _part_options(part).items():
-            _add_option(g, _part_flag(part, name), f"{part}__{name}", annotation,
-                        f"{name} of --{part} {'/'.join(users)}")
-    g = t.add_argument_group("training (fields of TrainConfig)")
+        g = t.add_argument_group(f"{part} options (those of the chosen --{part})")
+        for name, (annotation, defaults) in _part_options(part).items():
+            members: dict[str, list[str]] = {}
+            for member, default in defaults.items():
+                members.setdefault(_shown(default), []).append(member)
+            _add_option(g, _part_flag(part, name), f"{part}__{name}", annotation, "; ".join(
+                f"--{part} {', '.join(who)}: default {d}" for d, who in members.items()))
+    g = t.add_argument_group("training (TrainConfig)")
     for f in dataclasses.fields(TrainConfig):
-        _add_option(g, _flag(f.name), f"train__{f.name}", f.type, f"default {f.default}")
-    g = t.add_argument_group("run")
-    g.add_argument("--dataset", default=None, choices=DATASETS)
-    g.add_argument("--dataset-options", type=_json_object, default=None, metavar="JSON",
+        _add_option(g, _flag(f.name), f"train__{f.name}", f.type,
+                    _help(f.name, {"": TrainConfig}))
+    g = t.add_argument_group("run (RunSpec)")
+    for name, lead in (("dataset", ""), ("seed", "seeds the model, the batches and the "
+                                         "evaluation"), ("k", "importance samples per example"),
+                       ("threads", "torch.set_num_threads (none: PyTorch's choice)"),
+                       ("device", "cpu, cuda, cuda:N or mps (none: CUDA where there is one)")):
+        _add_option(g, _flag(name), name, RunSpec.__annotations__[name],
+                    _help(name, {"": RunSpec}, lead))
+    g.add_argument("--dataset-options", type=_json_object, metavar="JSON",
                    help='options of the data set, e.g. \'{"p": 0.5}\' for two-gaussians, '
                         '\'{"binarise": "dynamic"}\' for fashion-mnist')
-    g.add_argument("--seed", type=_number(int, "--seed"), default=None)
-    g.add_argument("--k", type=_number(int, "--k", positive=True), default=None,
-                   help="importance samples per test example (default 1000)")
-    g.add_argument("--extras", nargs="+", choices=sorted(EXTRA_METRICS), default=None,
-                   help="extra metrics to measure")
-    g.add_argument("--threads", type=_number(int, "--threads", positive=True), default=None,
-                   help="torch.set_num_threads during the run (default: PyTorch's choice)")
-    g.add_argument("--device", default=None, help="cpu, cuda, ... (default: automatic)")
-    _add_data_dir(t)
-    t.add_argument("--out", required=True, help="output directory")
-    t.add_argument("--results", type=Path, help="also append the run's row to this results file")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    e = sub.add_parser("evaluate", help="re-evaluate a checkpoint on the test set")
-    e.add_argument("directory")
-    e.add_argument("--k", type=_number(int, "--k", positive=True), default=5000)
-    e.add_argument("--seed", type=_number(int, "--seed"), default=0)
-    e.add_argument("--threads", type=_number(int, "--threads", positive=True), default=None)
-    _add_data_dir(e)
-
+    g.add_argument("--extras", nargs="+", choices=sorted(EXTRA_METRICS),
+                   help="extra metrics (sample_quality: Digits only; hole_mass: a VAE)")
+    t.add_argument("--out", required=True, metavar="DIR",
+                   help="output directory (written through DIR.partial when complete)")
+    t.add_argument("--force", action="store_true", help="replace --out, or restart DIR.partial")
+    t.add_argument("--resume", action="store_true", help="continue the run in DIR.partial")
+    t.add_argument("--results", type=Path, help="also add the run's row to this results file")
+    e = sub.add_parser("evaluate", help="re-evaluate a saved run on the test set")
+    e.add_argument("directory", help="a run directory (train --out DIR)")
+    e.add_argument("--k", type=_number(int, "--k", positive=True), help="importance samples "
+                   "per test example (default: the run's own, as in its metrics.json; "
+                   "train's default is 1000)")
+    e.add_argument("--seed", type=_number(int, "--seed"), help="default: the run's own")
+    e.add_argument("--threads", type=_number(int, "--threads", positive=True))
     r = sub.add_parser("reproduce", help="re-run a stored row; print stored and new metrics",
-                       description="Re-run a stored row and compare: a loss within relative "
-                       f"{REPRODUCE_RTOL:g} of the stored one counts as reproduced (another "
-                       "processor or thread count sums in another order), counts (epochs, "
-                       "active units, parameters) must be equal, times are not compared. "
-                       "Exit status 0 when reproduced, 1 otherwise.")
-    r.add_argument("results", type=_results_file,
-                   help="a results file, or the name of one of the book's stores (e.g. priors)")
-    r.add_argument("row_id")
-    r.add_argument("--out", required=True, help="output directory for the new run")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_data_dir(r)
-
+                       description=f"A loss within relative {REPRODUCE_RTOL:g} of the stored "
+                       "one counts as reproduced (another processor sums in another order), "
+                       "counts must be equal, times are not compared; exit status 0 if so.")
     b = sub.add_parser("table", help="mean ± sd over seeds of a results file, as markdown")
-    b.add_argument("results", type=_results_file,
-                   help="a results file, or the name of one of the book's stores (e.g. priors)")
-    b.add_argument("--group-by", nargs="+", default=None,
-                   help="dotted spec keys, e.g. model_config.prior train.warmup_epochs "
-                        "(default: every key that varies, the seed excepted)")
-    b.add_argument("--metrics", nargs="+", default=["test_nll_iw", "test_elbo", "active_units"])
+    for p in (r, b):
+        p.add_argument("results", type=results_file,
+                       help="a results file, or the name of one of the book's stores (priors)")
+    r.add_argument("row_id", help="the row's id (intro-dgm table shows them)")
+    r.add_argument("--out", required=True, metavar="DIR", help="directory for the new run")
+    r.add_argument("--force", action="store_true", help="replace what --out holds")
+    for p in (t, r):
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+    for p in (t, e, r):
+        p.add_argument("--data-dir", type=Path, metavar="DIR", help="directory of the fashion-"
+                       f"mnist IDX files (sets ${DATA_DIR_ENV}; not part of the run spec)")
+    b.add_argument("--group-by", nargs="+", help="dotted spec keys, e.g. model_config.prior "
+                   "train.warmup_epochs (default: every key that varies, the seed excepted)")
+    b.add_argument("--metrics", nargs="+", help="default test_nll_iw test_elbo active_units "
+                   "(those the rows hold)")
     return parser
-
-
-def _add_data_dir(parser) -> None:
-    parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
-                        help=f"directory of the fashion-mnist IDX files (sets ${DATA_DIR_ENV}; "
-                             "not part of the run spec)")
 
 
 def _given(args, prefix: str) -> dict:
@@ -229,16 +264,11 @@ def spec_from_args(args) -> RunSpec:
             raise CLIError(f"--spec describes the whole run; do not combine it with "
                            f"{_flag(named[0])}")
         try:
-            values = json.loads(args.spec.read_text())
-        except FileNotFoundError:
-            raise CLIError(f"spec file {args.spec} does not exist")
-        except json.JSONDecodeError as exc:
-            raise CLIError(f"spec file {args.spec} is not valid JSON: {exc.msg} at line "
-                           f"{exc.lineno}")
-        return RunSpec.from_dict(values)
+            return RunSpec.from_dict(checkpoints.read_spec(args.spec))
+        except (ValueError, TypeError) as exc:
+            raise CLIError(f"--spec: {exc}") from None
     model = run_opts.get("model", "vae")
-    config_cls = model_entry(model).config
-    accepted = {f.name for f in dataclasses.fields(config_cls)}
+    accepted = {f.name: f for f in dataclasses.fields(model_entry(model).config)}
     for name in model_cfg:
         if name not in accepted:
             raise CLIError(f"{_flag(name)} does not apply to --model {model}")
@@ -248,7 +278,7 @@ def spec_from_args(args) -> RunSpec:
         registry, kwargs_field, signature_of, supplied = _PARTS[part]
         if kwargs_field not in accepted:
             raise CLIError(f"--model {model} takes no {part} options")
-        member = model_cfg.get(part, _default(config_cls, part))
+        member = model_cfg.get(part, accepted[part].default)
         if member not in registry:
             raise CLIError(f"--{part} must be one of {', '.join(registry)}; got {member!r}")
         takes = inspect.signature(signature_of(registry[member])).parameters
@@ -256,116 +286,113 @@ def spec_from_args(args) -> RunSpec:
             if name not in takes or name in supplied:
                 raise CLIError(f"{_part_flag(part, name)} does not apply to --{part} {member}")
         model_cfg[kwargs_field] = opts
-    if "hidden" in model_cfg:
-        model_cfg["hidden"] = list(model_cfg["hidden"])
     return RunSpec(model_config=model_cfg, train=TrainConfig(**train_opts), **run_opts)
 
 
-def _default(config_cls, name: str):
-    """The default of field ``name`` of a config dataclass."""
-    return next(f.default for f in dataclasses.fields(config_cls) if f.name == name)
-
-
-def _save(out, result, row) -> None:
-    """Checkpoint and spec first, metrics last: its presence means the run finished."""
-    checkpoints.save_checkpoint(out, result.spec.model, result.config, result.model,
-                                spec=row["spec"], extra={"dataset": result.spec.dataset,
-                                                         "id": row["id"]})
-    from .utils import atomic_write_text
-    atomic_write_text(Path(out) / "spec.json",
-                      json.dumps({"id": row["id"], "spec": row["spec"]}, indent=2) + "\n")
-    checkpoints.write_metrics(out, {"id": row["id"], **row["metrics"]})
-
-
-class RunFailed(Exception):
-    """The run diverged; it was stored as failed (exit status 1)."""
-
-
-def train(args) -> dict:
-    """``intro-dgm train``: run the spec, store and save it; returns its results row."""
-    spec = spec_from_args(args)
-    store = ResultsStore(args.results) if args.results is not None else None
-    if store is not None:
-        store.rows()  # a damaged results file is reported before hours of training
-    row, result = run_and_store(spec, store, progress=not args.quiet)
-    if result is None:
-        raise RunFailed(f"run {row['id']} failed: {row['error']}"
-                        + (f" (stored as failed in {args.results})" if store else ""))
-    _save(args.out, result, row)
-    return row
-
-
-def evaluate_checkpoint(args) -> dict:
-    """``intro-dgm evaluate``: the test metrics of a saved model."""
-    payload = checkpoints.load_checkpoint(args.directory)
-    model = checkpoints.load_model(args.directory)
-    spec = payload.get("spec") or {}  # checkpoints written before run specs: "extra" only
-    split = load_dataset(spec.get("dataset", payload["extra"].get("dataset", "digits")),
-                         **spec.get("dataset_options", {}))
-    seed_everything(args.seed)
-    return evaluate(model, split, args.k, args.seed)
-
-
-def _results_file(value: str) -> Path:
-    """A results file's path, or the name of one of the book's stores (``priors``, ...), which
-    travel with the package (:func:`~intro_dgm.runs.store.store_path`)."""
-    path = Path(value)
-    if path.exists() or path.suffix or len(path.parts) > 1:
-        return path
+@contextmanager
+def _users_mistake():
+    """What runs before any work is the command's: an error there is its (exit status 2)."""
     try:
-        return store_path(value)
-    except FileNotFoundError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        yield
+    except CLIError:
+        raise
+    except (ValueError, TypeError, KeyError, OSError) as exc:
+        raise CLIError(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc) from exc
 
 
-def reproduce(args) -> tuple[str, bool]:
-    """``intro-dgm reproduce``: re-run a stored row; returns the report and whether every
-    metric but the times reproduced (:func:`~intro_dgm.runs.reproduce.reproduction_report`)."""
-    stored = ResultsStore(args.results).row(args.row_id)
-    spec = RunSpec.from_dict(stored["spec"])
-    if spec.id != stored["id"]:
-        raise CLIError(f"row {args.row_id}: its spec hashes to {spec.id}, not its id "
-                       "(the spec was edited, or a config default changed)")
-    row, result = run_and_store(spec, None, progress=not args.quiet)
-    if result is not None:
-        _save(args.out, result, row)
-    return reproduction_report(stored, row)
+def train(args, argv: list[str]) -> tuple[str, int]:
+    """``intro-dgm train``: check all the run needs, run it (checkpointed every epoch in the
+    staging directory), store its row, move it into place; returns the row (JSON)."""
+    with _users_mistake():
+        spec = spec_from_args(args)
+        store, split = checkpoints.prepare_run(spec, args.out, args.results, args.force,
+                                               args.resume)
+    staging = checkpoints.staging_dir(args.out)
+    try:
+        row, result = checkpoints.run_into(args.out, spec, split, store, not args.quiet,
+                                           checkpoint=True, resume=args.resume)
+    except KeyboardInterrupt:
+        again = shlex.join(["intro-dgm", *argv] + ([] if args.resume else ["--resume"]))
+        raise CLIError(f"interrupted after {checkpoints.epochs_done(staging)} epoch(s), kept "
+                       f"in {staging}; --out {args.out} is as it was; continue with: {again}",
+                       130) from None
+    if result is None:
+        raise CLIError(f"run {row['id']} failed: {row['error']}"
+                       + (f" (stored as failed in {args.results})" if store else ""), 1)
+    return json.dumps(row, indent=2, sort_keys=True), 0
+
+
+def evaluate_checkpoint(args, argv=None) -> tuple[str, int]:
+    """``intro-dgm evaluate``: the test metrics of a saved model (JSON; by default with the
+    run's own ``k`` and seed, as in its ``metrics.json``)."""
+    with _users_mistake():
+        model, spec, split = checkpoints.load_run(args.directory)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seed = args.seed if args.seed is not None else spec.get("seed", 0)  # evaluate seeds
+    metrics = evaluate(model, split, args.k or spec.get("k", 1000), seed)
+    return json.dumps(metrics, indent=2, sort_keys=True), 0
+
+
+def reproduce(args, argv=None) -> tuple[str, int]:
+    """``intro-dgm reproduce``: re-run a stored row; returns the report and 0 if every metric
+    but the times reproduced (:func:`~intro_dgm.runs.reproduce.reproduction_report`), else 1."""
+    with _users_mistake():
+        stored = ResultsStore(args.results).row(args.row_id)
+        spec = RunSpec.from_dict(stored["spec"])
+        if spec.id != stored["id"]:
+            raise CLIError(f"row {args.row_id}: its spec hashes to {spec.id}, not its id "
+                           "(the spec was edited, or a config default changed)")
+        _, split = checkpoints.prepare_run(spec, args.out, force=args.force,
+                                           options=False)  # a stored row runs as it was
+    try:
+        row, _ = checkpoints.run_into(args.out, spec, split, progress=not args.quiet)
+    except KeyboardInterrupt:
+        shutil.rmtree(checkpoints.staging_dir(args.out), ignore_errors=True)
+        raise CLIError(f"interrupted; nothing written, --out {args.out} is as it was",
+                       130) from None
+    text, same = reproduction_report(stored, row)
+    return text, 0 if same else 1
+
+
+def table(args, argv=None) -> tuple[str, int]:
+    """``intro-dgm table``: :meth:`~intro_dgm.protocol.ResultsStore.table` (ids included)."""
+    with _users_mistake():
+        if not args.results.exists():
+            raise CLIError(f"results file {args.results} does not exist")
+        return ResultsStore(args.results).table(args.group_by, args.metrics), 0
 
 
 def main(argv=None) -> int:
     """Run one command (``argv`` as after ``intro-dgm``); returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
-        if args.command is None:
-            raise CLIError("a command is required: train, evaluate, reproduce or table "
-                           "(see intro-dgm --help)")
-        if getattr(args, "data_dir", None) is not None:
-            if not args.data_dir.is_dir():
-                raise CLIError(f"--data-dir {args.data_dir} is not a directory")
-            os.environ[DATA_DIR_ENV] = str(args.data_dir)
-        if args.command == "train":
-            print(json.dumps(train(args), indent=2, sort_keys=True))
-        elif args.command == "evaluate":
-            if args.threads:
-                import torch
-                torch.set_num_threads(args.threads)
-            print(json.dumps(evaluate_checkpoint(args), indent=2, sort_keys=True))
-        elif args.command == "reproduce":
-            text, same = reproduce(args)
-            print(text)
-            return 0 if same else 1
-        else:
-            if not args.results.exists():
-                raise CLIError(f"results file {args.results} does not exist")
-            print(markdown_table(ResultsStore(args.results).rows(), args.group_by, args.metrics))
-    except RunFailed as exc:
-        print(f"intro-dgm: {exc}", file=sys.stderr)
+        with _users_mistake():
+            try:
+                args = build_parser().parse_args(argv)
+            except SystemExit as exc:  # --help, --version
+                return exc.code or 0
+            if args.command is None:
+                raise CLIError("a command is required: train, evaluate, reproduce or table "
+                               "(see intro-dgm --help)")
+            if getattr(args, "data_dir", None) is not None:
+                if not args.data_dir.is_dir():
+                    raise CLIError(f"--data-dir {args.data_dir} is not a directory")
+                os.environ[DATA_DIR_ENV] = str(args.data_dir)
+        text, status = {"train": train, "evaluate": evaluate_checkpoint, "reproduce": reproduce,
+                        "table": table}[args.command](args, argv)
+        print(text)
+        return status
+    except (CLIError, KeyboardInterrupt) as exc:
+        status = getattr(exc, "status", 130)
+        text = " ".join(str(exc).split()) or "interrupted; nothing was written"
+        print(f"intro-dgm: {'error: ' * (status == 2)}{text}", file=sys.stderr)
+        return status
+    except Exception:  # a bug in the package, not the user's: say so, with the traceback
+        traceback.print_exc()
+        print("intro-dgm: the error above is a bug in intro_dgm, not a mistake in the command; "
+              "please report it", file=sys.stderr)
         return 1
-    except (CLIError, ValueError, TypeError, KeyError, FileNotFoundError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"intro-dgm: error: {message}", file=sys.stderr)
-        return 2
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

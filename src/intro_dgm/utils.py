@@ -29,7 +29,7 @@ def get_device(prefer: str | None = None) -> torch.device:
         prefer: force a device name (``"cpu"``, ``"cuda"``...); ``None`` picks automatically.
     """
     if prefer is not None:
-        return torch.device(prefer)
+        return check_device(prefer)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -57,6 +57,28 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def random_state() -> dict:
+    """The state of every generator :func:`seed_everything` seeds (PyTorch CPU and CUDA,
+    NumPy, Python), as tensors and plain values: it saves with ``torch.save`` and loads with
+    ``weights_only=True``; :func:`set_random_state` puts it back."""
+    name, keys, *rest = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), *rest],
+            "python": random.getstate()}
+
+
+def set_random_state(state: dict) -> None:
+    """Restore what :func:`random_state` returned (the CUDA part where there is CUDA)."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), *rest))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
 def notebook_setup(seed: int = 0, threads: int | None = 1) -> tuple[bool, torch.device]:
     """The first cell of every chapter: returns ``(fast, device)`` and prints them.
 
@@ -80,6 +102,38 @@ def check_int(value, name: str, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
     return int(value)
+
+
+def check_bool(value, name: str) -> bool:
+    """Raise a clear error unless ``value`` is ``True`` or ``False`` (a NumPy bool too): a
+    flag given ``"yes"`` or ``1`` is refused rather than read by its truth value."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def check_device(device, name: str = "device") -> torch.device:
+    """``device`` as a :class:`torch.device`; one clear line naming ``name`` unless it is
+    ``cpu``, ``cuda`` / ``cuda:N`` with that GPU present, or ``mps`` where there is one."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{name} must be cpu, cuda, cuda:N or mps; got {device!r}")
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise ValueError(f"{name} {str(device)!r}: CUDA is not available on this machine "
+                             "(torch.cuda.is_available() is False); use cpu")
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(f"{name} {str(device)!r}: this machine has {count} CUDA "
+                             f"device(s), cuda:0 to cuda:{count - 1}")
+    mps = getattr(torch.backends, "mps", None)
+    if parsed.type == "mps" and not (mps is not None and mps.is_available()):
+        raise ValueError(f"{name} {str(device)!r}: Apple's MPS is not available on this "
+                         "machine; use cpu")
+    return parsed
 
 
 def check_sizes(value, name: str, allow_empty: bool = True) -> tuple[int, ...]:
@@ -113,6 +167,15 @@ def check_fields(cls, values, what: str) -> dict:
         raise ValueError(f"unknown {what} field(s) {', '.join(unknown)}; "
                          f"{cls.__name__} has {', '.join(known)}")
     return values
+
+
+def check_config(config, cls, name: str = "config"):
+    """Raise a clear error unless ``config`` is an instance of the config dataclass ``cls``
+    (a builder's argument: builders take a config only); returns ``config``."""
+    if not isinstance(config, cls):
+        hint = f" (make one: {cls.__name__}(**fields))" if isinstance(config, dict) else ""
+        raise TypeError(f"{name} must be a {cls.__name__}, got {type(config).__name__}{hint}")
+    return config
 
 
 def check_tensor(x, name: str, ndim: int | None = None, last_dim: int | None = None,

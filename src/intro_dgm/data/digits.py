@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..utils import check_bool
 from .split import Split
 
 #: Shape of a Digits image (8x8 pixels).
@@ -26,6 +27,7 @@ def load_digits_split(binary: bool = False) -> Split:
     Returns:
         A :class:`Split`; ``num_vals`` is 17 (or 2 when ``binary``).
     """
+    check_bool(binary, "binary")
     from sklearn.datasets import load_digits  # embedded data: no download
 
     x = torch.from_numpy(load_digits().data.astype(np.float32))

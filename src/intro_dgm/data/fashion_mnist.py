@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..utils import check_int
+from ..utils import check_bool, check_int
 from .idx import read_idx
 from .split import Split
 
@@ -101,6 +101,7 @@ def find_fashion_mnist(data_dir=None, download: bool = True) -> dict[str, Path]:
     Raises:
         FileNotFoundError: one line naming the missing file and how to get it.
     """
+    check_bool(download, "download")
     explicit = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
     directory = Path(explicit).expanduser() if explicit is not None else FASHION_MNIST_DEBIAN_DIR
     files, missing = _fashion_mnist_files(directory)

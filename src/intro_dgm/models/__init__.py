@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from ..encoders import GaussianEncoder
-from ..utils import Registry, check_fields
+from ..utils import Registry, check_config, check_fields
 from .base import GenerativeModel, LatentVariableModel, check_model_class
 from .diffusion import DDGM
 from .diffusion_config import DiffusionConfig, build_ddgm
@@ -86,9 +86,7 @@ def build_model(name: str, config) -> GenerativeModel:
     entry = model_entry(name)
     if isinstance(config, dict):
         config = config_from_dict(name, config)
-    elif not isinstance(config, entry.config):
-        raise TypeError(f"config must be a {entry.config.__name__} or a dict, "
-                        f"got {type(config).__name__}")
+    check_config(config, entry.config, f"config of model {name!r}")
     return entry.builder(config)
 
 

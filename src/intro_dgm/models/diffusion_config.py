@@ -11,7 +11,7 @@ from torch import nn
 from ..data import DataFields
 from ..decoders import CategoricalDecoder
 from ..nets import mlp
-from ..utils import check_choice, check_int, check_sizes
+from ..utils import check_choice, check_config, check_int, check_sizes
 from .diffusion import DATA_TERMS, DDGM, ESTIMATORS, OBJECTIVES, STEP_SAMPLING, VARIANCES
 from .schedules import make_betas
 
@@ -79,6 +79,7 @@ class DiffusionConfig(DataFields):
 def build_ddgm(config: DiffusionConfig) -> DDGM:
     """The diffusion model of ``config``: MLP noise predictors (LeakyReLU), shared with a
     sinusoidal step embedding or one per step; the data term's decoder an MLP on z_1."""
+    check_config(config, DiffusionConfig, "build_ddgm's config")
     c = config
     D = c.input_dim
     if c.shared:

@@ -26,7 +26,7 @@ from ..data import DataFields
 from ..decoders import check_pixels
 from ..distributions import log_standard_normal
 from ..flows import FlowSequence, realnvp
-from ..utils import check_int
+from ..utils import check_config, check_int
 from .base import GenerativeModel, follows_device
 
 
@@ -135,6 +135,7 @@ class FlowModelConfig(DataFields):
 
 def build_realnvp(config: FlowModelConfig) -> RealNVPModel:
     """RealNVP on dequantised pixels: ``couplings`` couplings of ``coupling_hidden`` units."""
+    check_config(config, FlowModelConfig, "build_realnvp's config")
     c = config
     flow = realnvp(c.input_dim, c.couplings, c.coupling_hidden)
     return RealNVPModel(flow, c.input_dim, c.num_vals, c.alpha)

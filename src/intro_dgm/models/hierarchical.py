@@ -45,7 +45,7 @@ from ..distributions import log_normal_diag
 from ..nets import Rescale, mlp
 from ..posteriors import DiagonalGaussian, analytic_kl
 from ..priors import Prior, StandardPrior, make_prior
-from ..utils import check_int, check_sizes
+from ..utils import check_config, check_int, check_sizes
 from .base import LatentVariableModel, follows_device
 
 #: the priors a top level can have
@@ -358,6 +358,7 @@ def _decoder(c):
 def build_two_level(config: TwoLevelConfig) -> TwoLevelVAE:
     """The bottom-up two-level VAE: MLPs with ``hidden`` units on the x side, ``top_hidden``
     between the latents, LeakyReLU; the standard Gaussian on z2."""
+    check_config(config, TwoLevelConfig, "build_two_level's config")
     c = config
     L1, L2 = c.latent_dim, c.top_latent_dim
     top_in = L1 + (c.input_dim if c.top_posterior_sees_x else 0)
@@ -375,6 +376,7 @@ def build_top_down(config: TopDownConfig) -> TopDownVAE:
     for q(z2|x), p(z1|z2) and q(z1|x, z2) relative to it; the decoder as the VAE's.
     ``prior='vampprior'`` puts a VampPrior on z2, sharing the bottom-up path; with
     ``prior_kwargs={'init': 'data'}`` call ``model.initialise_from_data(train)`` next."""
+    check_config(config, TopDownConfig, "build_top_down's config")
     c = config
     L1, L2 = c.latent_dim, c.top_latent_dim
     width, top_width = c.hidden[-1], c.top_hidden[-1]

@@ -23,7 +23,7 @@ from ..encoders import POSTERIORS, make_encoder
 from ..nets import Rescale
 from ..posteriors import Posterior, analytic_kl, has_analytic_kl
 from ..priors import PRIORS, Prior, StandardPrior, make_prior
-from ..utils import check_int, check_sizes
+from ..utils import check_config, check_int, check_sizes
 from .base import LatentVariableModel, follows_device
 
 
@@ -160,6 +160,7 @@ def build_vae(config: VAEConfig) -> VAE:
     ``model.initialise_from_data(train)`` next, as :func:`~intro_dgm.protocol.run` does (the
     prior is built last, so that draw comes where it always did in the random stream).
     """
+    check_config(config, VAEConfig, "build_vae's config")
     c = config
     enc_in: nn.Module = nn.Identity() if c.likelihood == "gaussian" else Rescale(c.num_vals)
     encoder = make_encoder(c.posterior, enc_in, c.input_dim, c.hidden, c.latent_dim,

@@ -113,7 +113,8 @@ class Run:
                 f"{m['num_params']:,} parameters, {m['train_seconds']:.0f} s")
 
 
-def run(spec: RunSpec, split: Split | None = None, progress: bool = False) -> Run:
+def run(spec: RunSpec, split: Split | None = None, progress: bool = False,
+        checkpoint_path=None, resume: bool = False) -> Run:
     """Train and evaluate ``spec`` (see the module docstring); same spec, same numbers.
 
     Args:
@@ -146,7 +147,7 @@ def run(spec: RunSpec, split: Split | None = None, progress: bool = False) -> Ru
         model.initialise_from_data(split.train)  # e.g. a VampPrior's pseudo-inputs; else nothing
         start = time.perf_counter()
         history = fit(model, split.train, split.val, spec.train, seed=spec.seed, device=device,
-                      progress=progress)
+                      progress=progress, checkpoint_path=checkpoint_path, resume=resume)
         train_seconds = time.perf_counter() - start
         model.eval()  # evaluated where it trained (on a GPU when there is one), then the CPU
         metrics, per_example = evaluate_per_example(model, split, spec.k, spec.seed)
@@ -169,8 +170,8 @@ AfterHook = Callable[["Run"], "dict | None"]
 
 
 def run_and_store(spec: RunSpec, store: ResultsStore | None = None, split: Split | None = None,
-                  progress: bool = False, after: AfterHook | None = None
-                  ) -> tuple[dict, Run | None]:
+                  progress: bool = False, after: AfterHook | None = None,
+                  checkpoint_path=None, resume: bool = False) -> tuple[dict, Run | None]:
     """:func:`run`, turning a diverged run into a ``failed`` row; with ``store``, saves the
     run's arrays (:meth:`Run.arrays`: per-example values, training curves) and those
     ``after(run)`` returns beside it (:attr:`ResultsStore.arrays_dir`), then appends the row.
@@ -179,16 +180,17 @@ def run_and_store(spec: RunSpec, store: ResultsStore | None = None, split: Split
     The arrays are written *before* the row: every ``ok`` row has its arrays, and a sweep
     interrupted in between re-runs the spec rather than leaving a row without its files.
     """
-    row, arrays, result = _row_and_arrays(spec, split, progress, after)
+    row, arrays, result = _row_and_arrays(spec, split, progress, after, checkpoint_path, resume)
     if store is not None:
         _store(store, spec, row, arrays)
     return row, result
 
 
 def _row_and_arrays(spec: RunSpec, split: Split | None, progress: bool,
-                    after: AfterHook | None) -> tuple[dict, dict | None, Run | None]:
+                    after: AfterHook | None, checkpoint_path=None, resume: bool = False
+                    ) -> tuple[dict, dict | None, Run | None]:
     try:
-        result = run(spec, split, progress)
+        result = run(spec, split, progress, checkpoint_path, resume)
         arrays = {**result.arrays(), **((after(result) if after is not None else None) or {})}
         return make_row(spec, result), arrays, result
     except NonFiniteLossError as exc:

@@ -5,7 +5,9 @@ page plots but a row cannot hold (per-example scores, a gallery, training curves
 A row holds a run's spec, metrics, environment (library versions, threads, device) and
 status; a run whose loss became NaN is stored with ``status: "failed"`` and the reason, so a
 page can count failures. Rows are appended atomically and read back with clear errors; a
-sweep resumes from :meth:`ResultsStore.completed_ids`.
+sweep resumes from :meth:`ResultsStore.completed_ids`. A store holds one finished (``ok``)
+row per run: a second is refused (a failed row may be followed by its retry), so the same
+run is never counted as two seeds.
 
 The book's stores travel with the package (:data:`STORES_DIR`, package data of the wheel), so
 a page finds them by name (:func:`open_store`) in a clone, after ``pip install`` and in
@@ -15,10 +17,13 @@ empty store.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 from ..utils import atomic_write, atomic_write_text
+from .results import metric_value, spec_value, varying_keys
+from .tables import markdown_table
 
 #: Where the book's results stores live: ``NAME_results.jsonl`` and the arrays beside it
 #: (``NAME_arrays/``), plus a few JSON files of measurements (``NAME.json``). Inside the
@@ -37,8 +42,8 @@ class ResultsStore:
     "error", "environment", "finished"}``.
 
     Rows are only ever added; ``append`` rewrites the file through a temporary file and a
-    rename, so a reader never sees half a row. A file truncated by other means is reported
-    with its line number.
+    rename, so a reader never sees half a row, and refuses a second ``ok`` row of a run. A
+    file truncated by other means is reported with its line number.
     """
 
     def __init__(self, path, arrays_dir=None):
@@ -51,6 +56,8 @@ class ResultsStore:
 
     def rows(self) -> list[dict]:
         """Every row, in the order they were added (an absent file has none)."""
+        if self.path.is_dir():
+            raise ValueError(f"{self.path} is a directory, not a results file")
         if not self.path.exists():
             return []
         rows = []
@@ -69,22 +76,71 @@ class ResultsStore:
         return rows
 
     def row(self, row_id: str) -> dict:
-        """The last row stored under ``row_id``."""
-        matches = [r for r in self.rows() if r["id"] == row_id]
-        if not matches:
-            raise ValueError(f"no row with id {row_id!r} in {self.path}")
-        return matches[-1]
+        """The row of run ``row_id``: its ``ok`` row, else the last one stored."""
+        for row in self.final_rows():
+            if row["id"] == row_id:
+                return row
+        raise ValueError(f"no row with id {row_id!r} in {self.path}")
+
+    def final_rows(self) -> list[dict]:
+        """One row per run, in the order the runs first appear: its ``ok`` row, else its last
+        (a failed run and its retry count once, as the retry). What a table summarises."""
+        final: dict[str, dict] = {}
+        for row in self.rows():
+            if final.get(row["id"], {}).get("status") != "ok":
+                final[row["id"]] = row
+        return list(final.values())
+
+    def table(self, group_by=None, metrics=None) -> str:
+        """:func:`~intro_dgm.runs.tables.markdown_table` of the runs (:meth:`final_rows`: a
+        run counts once) with a column of their ids, which ``intro-dgm reproduce`` takes.
+        ``metrics`` default to those of ``test_nll_iw``, ``test_elbo``, ``active_units`` the
+        rows hold; an unknown name is an error listing the known ones."""
+        rows = self.final_rows()
+        ok = [r for r in rows if r["status"] == "ok"]
+        if metrics is None:
+            metrics = [m for m in ("test_nll_iw", "test_elbo", "active_units")
+                       if ok and m in ok[0]["metrics"]]
+        for m in metrics if ok else []:
+            metric_value(ok[0], m)
+        group_by = varying_keys(rows) if group_by is None else list(group_by)
+        lines = markdown_table(rows, group_by, metrics).splitlines()
+        ids: dict[tuple, list[str]] = {}
+        for r in rows:
+            ids.setdefault(tuple(spec_value(r, k) for k in group_by), []).append(
+                r["id"] + ("" if r["status"] == "ok" else " (failed)"))
+        lines[0], lines[1] = lines[0] + " ids |", lines[1] + "---|"
+        for i, members in enumerate(ids.values(), start=2):
+            lines[i] += f" {' '.join(members)} |"
+        return "\n".join(lines)
 
     def completed_ids(self) -> set[str]:
         """Ids of the runs that finished (status ``ok``): a resumed sweep skips them."""
         return {r["id"] for r in self.rows() if r["status"] == "ok"}
 
+    def check_can_add(self, run_id: str) -> None:
+        """Raise a clear error now, before a run, if its ``ok`` row could not be added later:
+        the file is damaged, a directory, under a file or not writable, or holds the run."""
+        if run_id in self.completed_ids():
+            raise ValueError(f"{self.path} holds run {run_id} already (status ok); a store keeps "
+                             "one finished row per run: write a re-run to another file")
+        existing = next(p for p in (self.path, *self.path.parents) if p.exists())
+        folder = existing if existing != self.path else self.path.parent
+        if not folder.is_dir():
+            raise ValueError(f"{self.path}: {folder} is a file, not a directory")
+        if not os.access(folder, os.W_OK) or (self.path.exists()
+                                              and not os.access(self.path, os.W_OK)):
+            raise ValueError(f"{self.path} is not writable (permission denied)")
+
     def append(self, row: dict) -> None:
-        """Add ``row`` at the end, atomically (the whole file is rewritten and renamed)."""
+        """Add ``row`` at the end, atomically (the whole file is rewritten and renamed); a
+        second ``ok`` row of a run is refused (:meth:`check_can_add` says so before a run)."""
         old = self.path.read_text() if self.path.exists() else ""
         if old and not old.endswith("\n"):
             raise ValueError(f"{self.path} does not end with a newline (truncated?); "
                              "repair or remove its last line before appending")
+        if row.get("status") == "ok":
+            self.check_can_add(row["id"])
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, old + json.dumps(row, sort_keys=True) + "\n")
 
@@ -144,6 +200,16 @@ def store_path(name: str) -> Path:
         raise FileNotFoundError(f"no results store {name!r}: expected {path} ({_how_to_get(name)}"
                                 f"); the stores are {', '.join(known) or 'none'}")
     return path
+
+
+def results_file(value: str) -> Path:
+    """The file ``value`` names: a results file's path, or the name of one of the book's
+    stores (``"priors"``, :func:`store_path`): what ``intro-dgm table`` and ``reproduce``
+    take. A bare word that is neither is a missing store (the error names the stores)."""
+    path = Path(value)
+    if path.exists() or path.suffix or len(path.parts) > 1:
+        return path
+    return store_path(value)
 
 
 def open_store(name: str) -> "ResultsStore":
