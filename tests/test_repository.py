@@ -108,8 +108,13 @@ def test_notebooks_are_committed_without_outputs(path):
 def test_notebooks_use_the_one_repository_url(path):
     url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"].rstrip("/")
     text = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"])
-    assert f"git+{url}" in text, "the Colab install cell must install from _config.yml's repository url"
-    assert f"colab.research.google.com/github/{url.split('github.com/')[1]}/blob/main/notebooks/{path.name}" in text
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    # notebook and package from one commit: the release tag v<version> (the publishing
+    # workflow points the launch buttons at the same tag)
+    assert f'"intro_dgm @ git+{url}@v{version}"' in text, \
+        f"the Colab install cell must install the release v{version} from _config.yml's url"
+    assert (f"colab.research.google.com/github/{url.split('github.com/')[1]}/blob/v{version}/"
+            f"notebooks/{path.name}") in text
     assert not re.search(r"github\.com/(?!" + re.escape(url.split("github.com/")[1]) + ")[\\w-]+/[\\w-]+", text)
 
 
