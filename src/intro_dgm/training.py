@@ -279,9 +279,9 @@ def fit(model: nn.Module, train, val, config: TrainConfig | None = None, *,
     Raises:
         NonFiniteLossError: the loss became NaN or infinite (with the epoch and batch).
     """
-    if not isinstance(model, nn.Module) or not all(hasattr(model, m) for m in ("loss", "bound")):
-        raise TypeError(f"model must be a torch.nn.Module with loss(x, beta) and bound(x) (a "
-                        f"GenerativeModel), got {type(model).__name__}")
+    if not isinstance(model, GenerativeModel):
+        raise TypeError(f"model must be a GenerativeModel (intro_dgm.models.base: loss(x, beta) "
+                        f"to train on, bound(x) to stop on), got {type(model).__name__}")
     if config is not None and not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig or None, got {type(config).__name__} "
                         "(fields go as keyword arguments: fit(..., lr=1e-3))")
@@ -298,7 +298,8 @@ def fit(model: nn.Module, train, val, config: TrainConfig | None = None, *,
     source = train
     train = _loader(train, "train", dtype, config.batch_size, True, 0 if seed is None else seed)
     val = _loader(val, "val", dtype, 1000, False, 0)
-    shuffler = getattr(train if isinstance(train, TensorLoader) else source, "generator", None)
+    loader = train if isinstance(train, TensorLoader) else source
+    shuffler = loader.generator if isinstance(loader, TensorLoader) else None
     model.to(device)
     opt = OPTIMIZERS[config.optimizer](model.parameters(), lr=config.lr)
     history = History()
