@@ -45,13 +45,15 @@ chromium:
 
 # Every notebook runs once, alone against the installed wheel (tools/run_notebooks_alone.py);
 # the fast book is built from the notebooks it executed (its _config.yml executes nothing),
-# and the tests read its report (tests/test_notebooks_alone.py) and open the built pages.
+# and the tests read its report (tests/test_notebooks_alone.py) and open the built pages, on
+# both cores (pytest-xdist; a file's tests stay together and in order: the README's blocks
+# build on each other).
 test: $(STAMP) chromium
 	$(PY) tools/run_notebooks_alone.py $(ALONE_DIR) --timeout $(TIMEOUT)
 	$(VENV)/bin/jupyter-book build $(ALONE_DIR)/book --path-output $(FAST_DIR) \
 	  --warningiserror --keep-going
 	INTRO_DGM_FAST=1 INTRO_DGM_NOTEBOOK_REPORT=$(ALONE_DIR)/report.json \
-	  INTRO_DGM_BOOK_HTML=$(FAST_DIR)/_build/html $(PY) -m pytest tests
+	  INTRO_DGM_BOOK_HTML=$(FAST_DIR)/_build/html OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile tests
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/run.py
