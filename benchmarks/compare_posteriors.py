@@ -11,7 +11,8 @@ patience 20 on the validation -ELBO; then on the test set the importance-weighte
 Two groups of runs:
 
 * **flows at L = 16**: the diagonal Gaussian, Householder flows with T = 1 and T = 10, and
-  O-, H-, T-SNF with T = 4 steps (M = L columns for O-SNF, 2 reflections per Q for H-SNF);
+  O-, H-, T-SNF with T = 4 steps (M = 8 of L = 16 columns for O-SNF, 8 reflections per Q for
+  H-SNF, named in the specs);
 * **sphere against Gaussian** at small latent sizes: the vMF posterior on S^{m-1} with the
   uniform prior against the diagonal Gaussian with the standard prior, m = L in {3, 5, 10, 16}.
 
@@ -36,7 +37,8 @@ FLOWS = [
     ("householder", {"num_steps": 1}),
     ("householder", {"num_steps": 10}),
     # the bottleneck and reflections said out loud (the encoder's defaults, 8 of L = 16, as
-    # in van den Berg et al.'s code; earlier rows ran M = L and P = 2 under other ids)
+    # in van den Berg et al.'s code): rows stored under {"num_steps": 4} alone ran the earlier
+    # defaults M = L and P = 2, and these ids differ from theirs
     ("sylvester-orthogonal", {"num_steps": 4, "num_ortho": 8}),
     ("sylvester-householder", {"num_steps": 4, "num_householder": 8}),
     ("sylvester-triangular", {"num_steps": 4}),
