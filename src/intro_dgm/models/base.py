@@ -46,8 +46,6 @@ from ..utils import module_device
 
 #: What every registered model implements (checked at registration).
 INTERFACE = ("loss", "bound", "log_weight_terms", "sample", "reconstruct")
-#: What a latent-variable model adds.
-LATENT_INTERFACE = INTERFACE + ("posterior_means",)
 
 
 def follows_device(method):
