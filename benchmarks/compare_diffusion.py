@@ -94,23 +94,30 @@ def specs(groups=GROUPS, store: ResultsStore | None = None) -> list[RunSpec]:
     common = dict(k=10, threads=1, device="cpu")
     out = []
     if "table" in groups:
-        models = [("ddgm", ddgm(), DDGM_TRAIN),
-                  ("vae", {}, TrainConfig(warmup_epochs=50)),
-                  ("top-down", {}, TrainConfig(free_bits=0.1)),
-                  ("realnvp", {}, TrainConfig())]
+        models = [("DDGM (linear)", "ddgm", ddgm(), DDGM_TRAIN),
+                  ("VAE", "vae", {}, TrainConfig(warmup_epochs=50)),
+                  ("top-down VAE", "top-down", {}, TrainConfig(free_bits=0.1)),
+                  ("RealNVP", "realnvp", {}, TrainConfig())]
         out += [RunSpec(model=m, model_config=c, train=t, seed=s, extras=TABLE_EXTRAS,
+                        label=name, group="table",
                         **{**common, "k": 1000 if m != "ddgm" else 10})
-                for s in SEEDS for m, c, t in models]
+                for s in SEEDS for name, m, c, t in models]
     if "objective" in groups:
         out += [RunSpec(model="ddgm", model_config=ddgm(objective="simple"), train=DDGM_TRAIN,
-                        seed=s, **common) for s in SEEDS]
+                        seed=s, label="DDGM (linear), L_simple", group="objective", **common)
+                for s in SEEDS]
     if "schedules" in groups:
-        out += [RunSpec(model="ddgm", model_config=ddgm(**c), train=DDGM_TRAIN, **common)
-                for c in ({"schedule": "cosine"}, {"schedule": "log-snr", **LINEAR_ENDS},
-                          {"schedule": "log-snr", "log_snr_1": 10.0, "log_snr_T": -10.0})]
+        out += [RunSpec(model="ddgm", model_config=ddgm(**c), train=DDGM_TRAIN, label=name,
+                        group="schedules", **common)
+                for name, c in (("cosine", {"schedule": "cosine"}),
+                                ("log-SNR linear, the linear schedule's ends",
+                                 {"schedule": "log-snr", **LINEAR_ENDS}),
+                                ("log-SNR linear, 10 to -10",
+                                 {"schedule": "log-snr", "log_snr_1": 10.0, "log_snr_T": -10.0}))]
     if "steps" in groups:  # T = 100 is the table group's seed 0
         out += [RunSpec(model="ddgm", model_config=ddgm(T), train=DDGM_TRAIN, extras=TIMED,
-                        **common) for T in STEPS if T != 100]
+                        label=f"DDGM (linear), T = {T}", group="steps", **common)
+                for T in STEPS if T != 100]
     tuned = dict(model="ddgm", train=TUNED_TRAIN, **common)
     if "tuned-start" in groups:
         out += start_specs()
@@ -118,10 +125,11 @@ def specs(groups=GROUPS, store: ResultsStore | None = None) -> list[RunSpec]:
     if chosen is None:  # the later groups wait for the choice
         return out
     if "tuned-table" in groups:
-        out += [RunSpec(model_config=chosen, seed=s, extras=TABLE_EXTRAS,
-                        **{**tuned, "k": TUNED_TABLE_K}) for s in SEEDS]
+        out += [RunSpec(model_config=chosen, seed=s, extras=TABLE_EXTRAS, label="DDGM (tuned)",
+                        group="tuned-table", **{**tuned, "k": TUNED_TABLE_K}) for s in SEEDS]
     if "tuned-steps" in groups:  # T = 100 is the tuned-start group's run of the chosen config
-        out += [RunSpec(model_config={**chosen, "steps": T}, extras=TIMED, **tuned)
+        out += [RunSpec(model_config={**chosen, "steps": T}, extras=TIMED,
+                        label=f"DDGM (tuned), T = {T}", group="tuned-steps", **tuned)
                 for T in TUNED_STEPS if T != 100]
     return out
 
@@ -129,11 +137,12 @@ def specs(groups=GROUPS, store: ResultsStore | None = None) -> list[RunSpec]:
 def start_specs() -> list[RunSpec]:
     """The tuned-start group: where the chain starts, and which data term, one seed each."""
     common = dict(model="ddgm", train=TUNED_TRAIN, k=10, threads=1, device="cpu")
-    configs = [{**TUNED_BASE, "log_snr_1": start, "data_term": "categorical"}
-               for start in START_GRID]
-    configs += [{**TUNED_BASE, "log_snr_1": start, "data_term": "discretised-gaussian"}
-                for start in DISCRETISED_STARTS]
-    return [RunSpec(model_config=c, **common) for c in configs]
+    configs = [{**TUNED_BASE, "log_snr_1": start, "data_term": term}
+               for term, starts in (("categorical", START_GRID),
+                                    ("discretised-gaussian", DISCRETISED_STARTS))
+               for start in starts]
+    return [RunSpec(model_config=c, label=f"start {c['log_snr_1']:g}, {c['data_term']}",
+                    group="tuned-start", **common) for c in configs]
 
 
 def chosen_tuned(store: ResultsStore) -> dict | None:
@@ -151,6 +160,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", nargs="+", choices=GROUPS, default=GROUPS)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (1 thread each)")
     args = parser.parse_args(argv)
     store = ResultsStore(args.out)
     def describe(spec, row):
@@ -159,8 +169,9 @@ def main(argv=None) -> None:
                 f"-ELBO {-m.get('test_elbo', float('nan')):.2f} NLL {m.get('test_nll_iw', float('nan')):.2f} "
                 f"epochs {m.get('epochs')} {m.get('train_seconds', float('nan')):.0f} s "
                 f"sampling {m.get('sampling_seconds', float('nan')):.3f} s")
-    run_missing(specs(args.groups, store), store, describe)  # the choice, made on validation,
-    run_missing(specs(args.groups, store), store, describe)  # then the runs that use it
+    # the choice, made on validation, then the runs that use it
+    run_missing(specs(args.groups, store), store, describe, jobs=args.jobs)
+    run_missing(specs(args.groups, store), store, describe, jobs=args.jobs)
     chosen = chosen_tuned(store)
     print(f"tuned DDGM chosen on validation: {chosen}")
     metrics = ("test_nll_iw", "test_elbo", "test_neg_elbo_bpd", "train_seconds")

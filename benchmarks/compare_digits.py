@@ -34,8 +34,7 @@ from intro_dgm.runs.store import STORES_DIR
 from compare_diffusion import RESULTS as DIFFUSION_STORE, chosen_tuned
 from intro_dgm.training import TrainConfig
 
-RESULTS = STORES_DIR / "digits_results.jsonl"
-ARRAYS = STORES_DIR / "digits_arrays"
+RESULTS = STORES_DIR / "digits_results.jsonl"  # the arrays: digits_arrays/ beside it
 SEEDS = (0, 1, 2)
 K = 1000
 DDGM_K = 100
@@ -53,8 +52,6 @@ def tuned_ddgm(store_path=DIFFUSION_STORE) -> dict:
     return chosen
 
 
-#: the tuned DDGM of 08c (chosen on validation by benchmarks/compare_diffusion.py)
-DDGM = tuned_ddgm()
 VAMP = {"num_components": 64, "init": "data"}
 
 #: label -> (chapter, model, config), in the book's order
@@ -82,7 +79,9 @@ MODELS = {
     "top-down VAE": ("07a", "top-down", {}),
     "hierarchical VampPrior": ("07a", "top-down", {"decoder_uses_top": True,
                                                    "prior": "vampprior", "prior_kwargs": VAMP}),
-    "DDGM (tuned)": ("08c", "ddgm", DDGM),
+    # the tuned DDGM of 08c: its config is chosen on validation numbers by
+    # compare_diffusion.py, and filled in by main() from that store (:func:`tuned_ddgm`)
+    "DDGM (tuned)": ("08c", "ddgm", None),
     "RealNVP": ("08c", "realnvp", {}),
 }
 NO_KL = ("ddgm", "realnvp")
@@ -90,10 +89,13 @@ NO_KL = ("ddgm", "realnvp")
 
 def spec_of(label: str, seed: int) -> RunSpec:
     _, model, config = MODELS[label]
+    if config is None:
+        raise RuntimeError("the tuned DDGM's config is not chosen yet: main() reads it from "
+                           "the diffusion store")
     return RunSpec(model=model, model_config=config,
                    train=WITHOUT_KL if model in NO_KL else WITH_KL, dataset="digits",
                    seed=seed, k=DDGM_K if model == "ddgm" else K, extras=EXTRAS, threads=1,
-                   device="cpu")
+                   device="cpu", label=label, group="digits")
 
 
 def specs() -> list[RunSpec]:
@@ -103,12 +105,8 @@ def specs() -> list[RunSpec]:
 
 
 def label(row: dict) -> str:
-    """The page's name of a stored row."""
-    for name in MODELS:
-        for s in SEEDS:
-            if spec_of(name, s).id == row["id"]:
-                return name
-    raise ValueError(f"row {row['id']} is not a run of this comparison")
+    """The page's name of a stored row (stored with its spec)."""
+    return row["spec"]["label"]
 
 
 def run_arrays(result: Run) -> dict:
@@ -128,9 +126,14 @@ def describe(spec: RunSpec, row: dict) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (1 thread each)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="the results file (the arrays go to NAME_arrays/ beside it)")
+    parser.add_argument("--diffusion-store", type=Path, default=DIFFUSION_STORE,
+                        help="the complete diffusion store whose tuned DDGM is compared")
     args = parser.parse_args(argv)
-    store = ResultsStore(args.out, arrays_dir=ARRAYS)
+    chapter, model, _ = MODELS["DDGM (tuned)"]
+    MODELS["DDGM (tuned)"] = (chapter, model, tuned_ddgm(args.diffusion_store))
+    store = ResultsStore(args.out)
     run_missing(specs(), store, describe, after=run_arrays, jobs=args.jobs)
     rows = store.rows()
     for name in MODELS:

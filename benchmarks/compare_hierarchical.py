@@ -48,19 +48,22 @@ GROUPS = ("collapse", "likelihood", "decoder", "variants")
 #: decoder strength -> decoder_hidden
 DECODERS = {"weak (linear)": [], "strong (2x1024)": [1024, 1024]}
 WARM_FREE = TrainConfig(warmup_epochs=50, free_bits=0.1)
-#: the variants group: (model, config, training)
+#: the variants group: (label, model, config, training)
 VARIANTS = [
-    ("top-down", {}, WARM_FREE),
-    ("top-down", {"decoder_uses_top": True}, REGIMES["warm-up"]),
-    ("top-down", {"decoder_uses_top": True}, WARM_FREE),
-    ("top-down", {"top_latent_dim": 4}, WARM_FREE),
-    ("top-down", {"top_hidden": [128]}, WARM_FREE),
-    ("top-down", {"latent_dim": 8, "top_latent_dim": 8}, WARM_FREE),
-    ("two-level", {}, WARM_FREE),
-    ("top-down", {"latent_dim": 32, "top_latent_dim": 8, "hidden": [256, 224]}, WARM_FREE),
+    ("top-down", "top-down", {}, WARM_FREE),
+    ("top-down, decoder sees z2, warm-up", "top-down", {"decoder_uses_top": True},
+     REGIMES["warm-up"]),
+    ("top-down, decoder sees z2", "top-down", {"decoder_uses_top": True}, WARM_FREE),
+    ("top-down, L2 = 4", "top-down", {"top_latent_dim": 4}, WARM_FREE),
+    ("top-down, top 1x128", "top-down", {"top_hidden": [128]}, WARM_FREE),
+    ("top-down, L1 = L2 = 8", "top-down", {"latent_dim": 8, "top_latent_dim": 8}, WARM_FREE),
+    ("two-level", "two-level", {}, WARM_FREE),
+    ("top-down, L1 = 32", "top-down",
+     {"latent_dim": 32, "top_latent_dim": 8, "hidden": [256, 224]}, WARM_FREE),
     # is early stopping the limit? both the best hierarchy and the VAE with patience 50
-    ("top-down", {"decoder_uses_top": True}, TrainConfig(warmup_epochs=50, patience=50)),
-    ("vae", {}, TrainConfig(warmup_epochs=50, patience=50)),
+    ("top-down, decoder sees z2, patience 50", "top-down", {"decoder_uses_top": True},
+     TrainConfig(warmup_epochs=50, patience=50)),
+    ("VAE, patience 50", "vae", {}, TrainConfig(warmup_epochs=50, patience=50)),
 ]
 
 
@@ -69,19 +72,28 @@ def specs(groups=GROUPS) -> list[RunSpec]:
     out = []
     common = dict(k=K, threads=1, device="cpu")
     if "collapse" in groups:
-        out += [RunSpec(model=m, train=t, seed=s, k=K, threads=1, device="cpu")
-                for m in ("two-level", "top-down") for t in REGIMES.values() for s in SEEDS]
+        out += [RunSpec(model=m, train=t, seed=s, label=f"{m}, {regime}", group="collapse",
+                        **common)
+                for m in ("two-level", "top-down") for regime, t in REGIMES.items()
+                for s in SEEDS]
     if "likelihood" in groups:
         warm = REGIMES["warm-up"]
-        out += [RunSpec(model=m, model_config=c, train=warm, seed=s, k=K, threads=1, device="cpu")
-                for m, c in (("vae", {}), ("two-level", {"top_posterior_sees_x": False}),
-                             ("top-down", HVAMP)) for s in SEEDS]
+        out += [RunSpec(model=m, model_config=c, train=warm, seed=s, label=name,
+                        group="likelihood", **common)
+                for name, m, c in (("VAE", "vae", {}),
+                                   ("two-level, q(z2|z1)", "two-level",
+                                    {"top_posterior_sees_x": False}),
+                                   ("hierarchical VampPrior", "top-down", HVAMP))
+                for s in SEEDS]
     if "decoder" in groups:
-        out += [RunSpec(model=m, model_config={"decoder_hidden": h}, seed=s, **common)
-                for m in ("two-level", "top-down") for h in DECODERS.values() for s in SEEDS]
+        out += [RunSpec(model=m, model_config={"decoder_hidden": h}, seed=s,
+                        label=f"{m}, {name}", group="decoder", **common)
+                for m in ("two-level", "top-down") for name, h in DECODERS.items()
+                for s in SEEDS]
     if "variants" in groups:
-        out += [RunSpec(model=m, model_config=c, train=t, seed=s, **common)
-                for s in SEEDS for m, c, t in VARIANTS]
+        out += [RunSpec(model=m, model_config=c, train=t, seed=s, label=name, group="variants",
+                        **common)
+                for s in SEEDS for name, m, c, t in VARIANTS]
     return out
 
 
@@ -89,6 +101,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", nargs="+", choices=GROUPS, default=GROUPS)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (1 thread each)")
     args = parser.parse_args(argv)
     store = ResultsStore(args.out)
     def describe(spec, row):
@@ -98,7 +111,7 @@ def main(argv=None) -> None:
                 f"NLL {m.get('test_nll_iw', float('nan')):.2f} "
                 f"KL z1/z2 {m.get('test_kl_z1', float('nan')):.2f}/{m.get('test_kl_z2', float('nan')):.2f} "
                 f"AU z1/z2 {m.get('active_units_z1')}/{m.get('active_units_z2')}")
-    run_missing(specs(args.groups), store, describe)
+    run_missing(specs(args.groups), store, describe, jobs=args.jobs)
     metrics = ("test_nll_iw", "test_elbo", "test_kl_z1", "test_kl_z2", "active_units_z1",
                "active_units_z2")
     # one table per model, grouped by whatever varies among its rows (the seed aside)

@@ -43,31 +43,44 @@ FLOWS = [
     ("sylvester-householder", {"num_steps": 4, "num_householder": 8}),
     ("sylvester-triangular", {"num_steps": 4}),
 ]
+#: what the pages call each posterior (the rows' ``label``; the sphere group adds L)
+LABELS = {"gaussian": "Gaussian", "householder": "Householder", "vmf": "vMF",
+          "sylvester-orthogonal": "Sylvester (orthogonal)",
+          "sylvester-householder": "Sylvester (Householder)",
+          "sylvester-triangular": "Sylvester (triangular)"}
 FLOW_LATENT_DIM = 16
 SPHERE_LATENT_DIMS = (3, 5, 10, 16)
 SEEDS = (0, 1, 2)
 K = 1000
 
 
-def _spec(latent_dim: int, posterior: str, options: dict, seed: int) -> RunSpec:
+def _spec(latent_dim: int, posterior: str, options: dict, seed: int, group: str) -> RunSpec:
+    label = LABELS[posterior]
+    if posterior == "householder":
+        label += f" T = {options['num_steps']}"
+    if group == "sphere":
+        label += f", L = {latent_dim}"
     config = {"latent_dim": latent_dim, "posterior": posterior}
     if options:
         config["posterior_kwargs"] = options
     if posterior == "vmf":
         config["prior"] = "uniform-sphere"
     return RunSpec(model="vae", model_config=config, dataset="digits", seed=seed, k=K,
-                   threads=1, device="cpu")
+                   threads=1, device="cpu", label=label, group=group)
 
 
 def specs(groups=("flows", "sphere")) -> list[RunSpec]:
-    """The runs, in the order they are run (duplicates -- the Gaussian at L = 16 -- once)."""
+    """The runs, in the order they are run (duplicates -- the Gaussian at L = 16 -- once, in
+    the flows group: a page's sphere comparison at L = 16 selects it by its spec)."""
     out: list[RunSpec] = []
     if "flows" in groups:
-        out += [_spec(FLOW_LATENT_DIM, p, o, s) for p, o in FLOWS for s in SEEDS]
+        out += [_spec(FLOW_LATENT_DIM, p, o, s, "flows") for p, o in FLOWS for s in SEEDS]
     if "sphere" in groups:
-        out += [_spec(L, p, {}, s) for L in SPHERE_LATENT_DIMS for p in ("gaussian", "vmf")
+        out += [_spec(L, p, {}, s, "sphere") for L in SPHERE_LATENT_DIMS for p in ("gaussian", "vmf")
                 for s in SEEDS]
-    unique = {s.id: s for s in out}
+    unique: dict[str, RunSpec] = {}
+    for spec in out:
+        unique.setdefault(spec.id, spec)
     return list(unique.values())
 
 
@@ -76,6 +89,7 @@ def main(argv=None) -> None:
     parser.add_argument("--groups", nargs="+", choices=("flows", "sphere"),
                         default=("flows", "sphere"))
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (1 thread each)")
     args = parser.parse_args(argv)
     store = ResultsStore(args.out)
     def describe(spec, row):
@@ -84,7 +98,7 @@ def main(argv=None) -> None:
                 f"L={c['latent_dim']:<3} seed={spec.seed} {row['status']} "
                 f"NLL {m.get('test_nll_iw', float('nan')):.2f} "
                 f"-ELBO {-m.get('test_elbo', float('nan')):.2f}")
-    run_missing(specs(args.groups), store, describe)
+    run_missing(specs(args.groups), store, describe, jobs=args.jobs)
     print(markdown_table(store.rows(), ["model_config.latent_dim", "model_config.posterior",
                                         "model_config.posterior_kwargs"]))
 

@@ -39,6 +39,9 @@ PRIORS = {
     "gtm-vampprior": {"num_components": 64},
     "flow": {"num_layers": 4},
 }
+#: what the pages call each prior (the rows' ``label``)
+LABELS = {"standard": "standard", "mog": "MoG", "vampprior": "VampPrior", "gtm": "GTM",
+          "gtm-vampprior": "GTM-VampPrior", "flow": "flow"}
 LATENT_DIMS = (2, 16)
 SEEDS = (0, 1, 2)
 WARMUPS = (0, 50)  # epochs of KL warm-up (0: none)
@@ -50,7 +53,8 @@ def specs() -> list[RunSpec]:
     return [RunSpec(model="vae",
                     model_config={"latent_dim": L, "prior": p, "prior_kwargs": PRIORS[p]},
                     train=TrainConfig(warmup_epochs=w), dataset="digits", seed=s, k=K,
-                    extras=("hole_mass", "sample_quality"), threads=1, device="cpu")
+                    extras=("hole_mass", "sample_quality"), threads=1, device="cpu",
+                    label=LABELS[p], group="warm-up" if w else "no warm-up")
             for w in WARMUPS for L in LATENT_DIMS for p in PRIORS for s in SEEDS]
 
 
