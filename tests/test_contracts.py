@@ -44,6 +44,9 @@ CASES = {
                       "data_term": "categorical"}),
     "ddgm-per-step": ("ddgm", {"steps": 3, "hidden": [16], "shared": False}),
     "realnvp": ("realnvp", {"couplings": 2, "coupling_hidden": 16}),
+    "vdm": ("vdm", {"steps": 3, "hidden": [16], "embedding_dim": 8}),
+    "vdm-fixed-decoder": ("vdm", {"steps": 3, "hidden": [16], "embedding_dim": 8,
+                                  "data_term": "fixed", "schedule_shape": "sine"}),
 }
 
 

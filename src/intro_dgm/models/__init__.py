@@ -28,6 +28,8 @@ from .hierarchical import (TopDownConfig, TopDownVAE, TwoLevelConfig, TwoLevelVA
                            build_top_down, build_two_level)
 from .ppca import PPCA
 from .vae import VAE, VAEConfig, build_vae
+from .vdm import VDM
+from .vdm_config import VDMConfig, build_vdm
 
 
 class ModelEntry(NamedTuple):
@@ -62,6 +64,7 @@ register_model("two-level", TwoLevelConfig, build_two_level, TwoLevelVAE)
 register_model("top-down", TopDownConfig, build_top_down, TopDownVAE)
 register_model("ddgm", DiffusionConfig, build_ddgm, DDGM)
 register_model("realnvp", FlowModelConfig, build_realnvp, RealNVPModel)
+register_model("vdm", VDMConfig, build_vdm, VDM)
 
 
 def model_entry(name: str) -> ModelEntry:
@@ -94,5 +97,5 @@ __all__ = ["PPCA", "VAE", "VAEConfig", "build_vae", "GaussianEncoder", "MODELS",
            "GenerativeModel", "LatentVariableModel", "register_model",
            "TwoLevelVAE", "TwoLevelConfig", "build_two_level", "TopDownVAE", "TopDownConfig",
            "build_top_down", "DDGM", "DiffusionConfig", "build_ddgm",
-           "RealNVPModel", "FlowModelConfig", "build_realnvp",
+           "RealNVPModel", "FlowModelConfig", "build_realnvp", "VDM", "VDMConfig", "build_vdm",
            "build_model", "config_from_dict", "model_entry"]
