@@ -209,3 +209,65 @@ def test_internal_links_resolve(rendered, rel):
             assert url.fragment in ids, f"{rel}: link {href} points at a missing anchor"
         checked += 1
     assert checked > 5
+
+
+_OVERFLOW_PROBE = """<script>window.addEventListener('load', () => setTimeout(() => {
+  const wide = [...document.querySelectorAll('div.cell_input pre')]
+    .filter(pre => pre.scrollWidth > pre.clientWidth).length;
+  const cells = document.querySelectorAll('div.cell_input pre').length;
+  const out = document.createElement('div');
+  out.id = 'overflow-probe';
+  out.textContent = cells + ' ' + wide;
+  document.body.appendChild(out);
+}, 300));</script>"""
+
+
+def _widest_code_page():
+    """The toc notebook whose widest code line is the widest of the book, and that width."""
+    import json
+
+    widths = {}
+    for file in toc_files():
+        path = ROOT / (file if file.endswith(".ipynb") else file + ".ipynb")
+        if path.suffix == ".ipynb" and path.is_file():
+            cells = json.loads(path.read_text())["cells"]
+            widths[html_page(file)] = max(len(line) for c in cells if c["cell_type"] == "code"
+                                          for line in "".join(c["source"]).splitlines())
+    page = max(widths, key=widths.get)
+    return page, widths[page]
+
+
+@needs_book
+def test_the_widest_code_line_fits_its_rendered_cell():
+    """At a window 1,440 px wide (the cell at its full width: tests/test_notebook_style.py),
+    no code cell of the page with the book's widest code line scrolls sideways."""
+    rel, width = _widest_code_page()
+    page = Path(BOOK).resolve() / rel
+    probe = page.with_name(page.stem + "_overflow_probe.html")
+    probe.write_text(page.read_text().replace("</body>", _OVERFLOW_PROBE + "</body>"))
+    try:
+        with tempfile.TemporaryDirectory() as profile:
+            dom = subprocess.run([_chromium(), *CHROMIUM_FLAGS, "--window-size=1440,900",
+                                  f"--user-data-dir={profile}", probe.as_uri()],
+                                 capture_output=True, text=True, timeout=120).stdout
+    finally:
+        probe.unlink()
+    found = re.search(r'id="overflow-probe">(\d+) (\d+)<', dom)
+    assert found, f"the overflow probe did not run on {rel}"
+    cells, wide = map(int, found.groups())
+    assert cells > 0
+    assert wide == 0, f"{rel}: {wide} of {cells} code cells overflow (widest line {width} characters)"
+
+
+@needs_book
+def test_plumbing_cells_render_collapsed():
+    """Cells tagged hide-input render their code inside a closed toggle (tests/test_notebook_style.py
+    checks which cells carry the tag)."""
+    for rel in PAGES:
+        if not rel.startswith("notebooks/"):
+            continue
+        html = (Path(BOOK).resolve() / rel).read_text()
+        toggles = re.findall(r'<details class="[^"]*\bhide above-input"[^>]*>', html)
+        assert toggles, f"{rel}: no collapsed code cell (the install cell at least is plumbing)"
+        assert not [t for t in toggles if re.search(r"\sopen\b", t)], \
+            f"{rel}: a collapsed cell renders open"
