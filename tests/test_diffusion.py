@@ -325,3 +325,42 @@ def test_requested_log_snr_end_points_are_honoured_or_refused():
         make_betas("log-snr", 50, log_snr_1=18.5)
     with pytest.raises(ValueError, match="log_snr_T = -30.0 over 3 steps drops the log-SNR too fast"):
         make_betas("log-snr", 3, log_snr_T=-30.0)
+
+
+def test_a_trained_ddgm_is_read_at_another_number_of_steps():
+    """ddgm_at_steps: at T' = T the same model (the same bound, draw by draw); at other T'
+    the same end points of the log-SNR, a schedule in between, shared parameters, and the
+    network told fractional steps. On a trained model the bound rises with T' (T/2, T, 2T),
+    as the continuous view predicts for a network that generalises between the steps it was
+    trained on: finer steps back are closer to Gaussian."""
+    from intro_dgm.models import ddgm_at_steps
+    from intro_dgm.training import TrainConfig, fit
+
+    torch.manual_seed(0)
+    model = build_model("ddgm", {**TINY, "steps": 8, "schedule": "log-snr", "log_snr_1": 4.0,
+                                 "log_snr_T": -6.0, "hidden": (32,)})
+    x = _pixels(256, seed=2)
+    fit(model, x, x[:64], TrainConfig(max_epochs=30, patience=30, batch_size=64))
+    model.eval()
+    same = ddgm_at_steps(model, 8)
+    assert torch.allclose(same.log_snr(), model.log_snr(), atol=1e-9)
+    torch.manual_seed(1)
+    a = model.bound(x)["elbo"]
+    torch.manual_seed(1)
+    b = same.bound(x)["elbo"]
+    assert torch.allclose(a, b, atol=1e-4)
+    bounds = {}
+    for steps in (4, 8, 16):
+        other = ddgm_at_steps(model, steps)
+        rho = other.log_snr()
+        assert len(rho) == steps and (rho[1:] < rho[:-1]).all()
+        assert abs(rho[0] - model.log_snr()[0]) < 1e-9 and abs(rho[-1] - model.log_snr()[-1]) < 1e-9
+        assert other.eps_nets is model.eps_nets
+        assert other.step_positions[-1] == 8 and other.step_positions[0] == 1
+        torch.manual_seed(2)
+        bounds[steps] = other.bound(x.repeat(8, 1))["elbo"].mean().item()
+    assert bounds[16] > bounds[8] > bounds[4]
+    with pytest.raises(ValueError, match="shared network"):
+        ddgm_at_steps(build_model("ddgm", {**TINY, "shared": False}), 4)
+    with pytest.raises(ValueError, match="steps"):
+        ddgm_at_steps(model, 1)

@@ -22,7 +22,7 @@ from ..encoders import GaussianEncoder
 from ..utils import Registry, check_config, check_fields
 from .base import GenerativeModel, LatentVariableModel, check_model_class
 from .diffusion import DDGM
-from .diffusion_config import DiffusionConfig, build_ddgm
+from .diffusion_config import DiffusionConfig, build_ddgm, ddgm_at_steps
 from .flow_model import FlowModelConfig, RealNVPModel, build_realnvp
 from .hierarchical import (TopDownConfig, TopDownVAE, TwoLevelConfig, TwoLevelVAE,
                            build_top_down, build_two_level)
@@ -96,6 +96,6 @@ def build_model(name: str, config) -> GenerativeModel:
 __all__ = ["PPCA", "VAE", "VAEConfig", "build_vae", "GaussianEncoder", "MODELS", "ModelEntry",
            "GenerativeModel", "LatentVariableModel", "register_model",
            "TwoLevelVAE", "TwoLevelConfig", "build_two_level", "TopDownVAE", "TopDownConfig",
-           "build_top_down", "DDGM", "DiffusionConfig", "build_ddgm",
+           "build_top_down", "DDGM", "DiffusionConfig", "build_ddgm", "ddgm_at_steps",
            "RealNVPModel", "FlowModelConfig", "build_realnvp", "VDM", "VDMConfig", "build_vdm",
            "build_model", "config_from_dict", "model_entry"]

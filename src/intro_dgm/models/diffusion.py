@@ -127,6 +127,10 @@ class DDGM(AncestralSampling, GenerativeModel):
         reverse = posterior_variance if variance == "posterior" else betas.clone()
         reverse[0] = betas[0]
         self.register_buffer("reverse_log_variance", reverse.log().float())
+        # where each step sits on the step axis the shared network was trained on (1..T;
+        # fractional for a trained model read at another T: ddgm_at_steps)
+        self.register_buffer("step_positions", torch.arange(1.0, self.steps + 1),
+                             persistent=False)
 
     # ------------------------------------------------------------------ helpers
     def rescale(self, x: torch.Tensor) -> torch.Tensor:
@@ -180,7 +184,7 @@ class DDGM(AncestralSampling, GenerativeModel):
     def predict_eps(self, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         r""":math:`\epsilon_\theta(z_t, t)` ``(B, D)``; ``t`` a ``(B,)`` integer tensor in 1..T."""
         if self.shared:
-            emb = sinusoidal_embedding(t, self.embedding_dim)
+            emb = sinusoidal_embedding(self.step_positions[t - 1], self.embedding_dim)
             return self.eps_nets(torch.cat([z_t, emb], dim=-1))
         out = torch.empty_like(z_t)
         for step in torch.unique(t).tolist():  # each step's own network on its rows

@@ -91,3 +91,38 @@ def build_ddgm(config: DiffusionConfig) -> DDGM:
     num_vals = None if c.likelihood == "gaussian" else c.num_vals
     return DDGM(c.betas(), eps_nets, D, num_vals, decoder, c.variance, c.objective,
                 c.embedding_dim, c.step_sampling, c.estimator)
+
+
+def ddgm_at_steps(model: DDGM, steps: int) -> DDGM:
+    r"""A trained DDGM read with ``steps`` T' steps between the same end points of its log-SNR
+    (a shared network only): step j of the new chain sits at the fractional step
+    :math:`s_j = 1 + (j - 1)(T - 1)/(T' - 1)` of the trained one, its log-SNR
+    :math:`\rho'_j` interpolated linearly between the trained steps' :math:`\rho`, and the
+    network is told :math:`s_j` (its step embedding takes fractional steps). Then
+    :math:`\bar\alpha'_j = \mathrm{sigmoid}(\rho'_j)` and :math:`\beta'_j = 1 -
+    \bar\alpha'_j/\bar\alpha'_{j-1}`; :math:`\rho_1`, hence :math:`\beta_1` and the data
+    term, and :math:`\rho_T` are kept. Shares every parameter with ``model`` (nothing is
+    trained); ``steps = T`` gives the model back."""
+    if not isinstance(model, DDGM):
+        raise TypeError(f"model must be a DDGM, got {type(model).__name__}")
+    if not model.shared:
+        raise ValueError("only a DDGM with one shared network can be read at another T (one "
+                         "network per step has no network for the new steps)")
+    check_int(steps, "steps", minimum=2)
+    if model.steps < 2:
+        raise ValueError("a DDGM of one step has no chain to read at another T")
+    rho = model.log_snr()
+    T = len(rho)
+    position = 1.0 + torch.arange(steps, dtype=torch.float64) * (T - 1) / (steps - 1)
+    below = position.floor().long().clamp(max=T - 1)  # interpolate between steps below, above
+    frac = position - below
+    rho_new = (1 - frac) * rho[below - 1] + frac * rho[below.clamp(max=T - 1)]
+    log_alpha_bar = torch.nn.functional.logsigmoid(rho_new)
+    previous = torch.cat([log_alpha_bar.new_zeros(1), log_alpha_bar[:-1]])
+    betas = -torch.expm1(log_alpha_bar - previous)
+    new = DDGM(betas, model.eps_nets, model.input_dim, model.num_vals, model.data_decoder,
+               model.variance, model.objective, model.embedding_dim, model.step_sampling,
+               model.estimator).to(model.betas.device)
+    new.step_positions.copy_(position.float())
+    return new
+
