@@ -87,3 +87,14 @@ def test_compare_pairs_image_by_image_where_per_example_values_are_kept(tmp_path
     assert c.se == pytest.approx(per_image.std(ddof=1) / math.sqrt(40))
     # without the arrays (another store), the same call falls back to the seeds, and says so
     assert compare(a, b, "test_nll_iw", arrays_dir=tmp_path / "none").paired_on == "seeds"
+
+
+def test_markdown_table_formats_headers_notes_and_single_runs():
+    rows = [*select(ROWS, label="A"), *select(ROWS, label="B")[:1]]
+    table = markdown_table(rows, ["label"], ["test_nll_iw", ("gap", ".1f")],
+                           headers={"label": "model", "test_nll_iw": "NLL"},
+                           notes={"invertible": {"A": "no", "B": "yes"}})
+    lines = table.splitlines()
+    assert lines[0] == "| model | runs | NLL | gap | invertible |"
+    assert lines[2] == "| A | 3 | 95.00 ± 1.00 | 2.2 ± 0.3 | no |"  # gaps 2, 2.5, 2
+    assert lines[3].startswith("| B | 1 | 93.00 | ") and lines[3].endswith(" | yes |")

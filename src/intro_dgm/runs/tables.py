@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from .results import metric_value, spec_value, varying_keys
 
@@ -41,17 +41,33 @@ def summarise(rows: Sequence[dict], group_by: Sequence[str] | None = None,
 
 
 def markdown_table(rows: Sequence[dict], group_by: Sequence[str] | None = None,
-                   metrics: Sequence[str] = ("test_nll_iw", "test_elbo", "active_units"),
-                   digits: int = 2) -> str:
-    """:func:`summarise` as a markdown table: ``mean ± sd (n)`` per metric."""
-    summary = summarise(rows, group_by, metrics)
+                   metrics: Sequence = ("test_nll_iw", "test_elbo", "active_units"),
+                   digits: int = 2, *, headers: Mapping[str, str] | None = None,
+                   notes: Mapping[str, Mapping] | None = None) -> str:
+    """:func:`summarise` as a markdown table, one line per group: ``mean ± sd`` per metric
+    (a group of one run: its value alone), and a column of the runs counted.
+
+    ``metrics``: metric names (stored or derived), or ``(name, format)`` pairs for a format
+    other than ``digits`` decimals (``("test_nll_iw_bpd", ".3f")``, ``("num_params", ",.0f")``).
+    ``headers``: the column header of a group key or a metric (default: the key's last part,
+    the metric's name). ``notes``: columns of fixed text, ``{header: {group value: text}}``,
+    keyed by the group's first ``group_by`` value (what a table says of a model that no run
+    measures, e.g. whether it is invertible), placed after the metrics.
+    """
+    columns = [(m, f".{digits}f") if isinstance(m, str) else tuple(m) for m in metrics]
+    summary = summarise(rows, group_by, [name for name, _ in columns])
     group_by = list(varying_keys(rows) if group_by is None else group_by)
-    head = [k.split(".")[-1] for k in group_by] + ["runs"] + list(metrics)
+    headers, notes = dict(headers or {}), dict(notes or {})
+    head = ([headers.get(k, k.split(".")[-1]) for k in group_by] + ["runs"]
+            + [headers.get(name, name) for name, _ in columns] + list(notes))
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in summary:
         cells = [str(s[k]) for k in group_by]
         cells.append(f"{s['n']}" + (f" (+{s['failed']} failed)" if s["failed"] else ""))
-        cells += [f"{s[m]:.{digits}f} ± {s[m + '_sd']:.{digits}f}" for m in metrics]
+        cells += [f"{s[m]:{fmt}}" + (f" ± {s[m + '_sd']:{fmt}}" if s["n"] > 1 else "")
+                  for m, fmt in columns]
+        cells += [str(texts.get(s[group_by[0]], "")) if group_by else ""
+                  for texts in notes.values()]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
