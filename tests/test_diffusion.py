@@ -121,7 +121,7 @@ def test_loss_means_the_same_in_train_and_eval_mode():
 
 
 def test_the_kl_form_agrees_with_the_plain_elbo():
-    """(4.92), every KL in closed form, and (4.91), ln p(x, z_{1:T}) - ln q(z_{1:T}|x) at
+    """(4.102), every KL in closed form, and (4.91), ln p(x, z_{1:T}) - ln q(z_{1:T}|x) at
     sampled chains, estimate the same number."""
     model = _model(steps=4).eval()
     x = _pixels(3)
