@@ -98,3 +98,46 @@ def test_markdown_table_formats_headers_notes_and_single_runs():
     assert lines[0] == "| model | runs | NLL | gap | invertible |"
     assert lines[2] == "| A | 3 | 95.00 ± 1.00 | 2.2 ± 0.3 | no |"  # gaps 2, 2.5, 2
     assert lines[3].startswith("| B | 1 | 93.00 | ") and lines[3].endswith(" | yes |")
+
+
+def test_select_any_of_and_in_order():
+    rows = [_row(0, 90.0, -92.0, label="A", group="g1"), _row(1, 91.0, -93.0, label="B", group="g2"),
+            _row(2, 89.0, -90.0, label="C", group="g3")]
+    assert [r["spec"]["label"] for r in select(rows, group={"g1", "g3"})] == ["A", "C"]
+    assert [r["spec"]["seed"] for r in select(rows, order_by="test_nll_iw")] == [2, 0, 1]
+    assert [r["spec"]["seed"] for r in select(rows[::-1], order_by="seed")] == [0, 1, 2]
+
+
+def test_negated_and_spec_derived_metrics():
+    row = _row(0, 95.0, -97.0)
+    row["metrics"]["test_rec"] = -80.0
+    assert metric_value(row, "-test_rec") == 80.0
+    assert metric_value(row, "-neg_elbo") == -97.0
+    spec = RunSpec(model="ddgm", model_config={"steps": 10, "schedule": "log-snr",
+                                               "log_snr_1": 2.0, "log_snr_T": -5.0})
+    ddgm = make_row(spec)
+    ddgm.update(status="ok", metrics={})
+    assert metric_value(ddgm, "rho_1") == pytest.approx(2.0)
+    assert metric_value(ddgm, "rho_T") == pytest.approx(-5.0)
+    assert metric_value(ddgm, "negative_log_snr_steps") == 7  # 2 - 7 (t - 1) / 9 < 0 from t = 4
+    assert metric_value(ddgm, "z1_noise_sd") == pytest.approx(math.sqrt(1 / (1 + math.e ** 2)))
+    with pytest.raises(ValueError, match="got 'rho_1'"):
+        metric_value(row, "rho_1")  # a VAE has no log-SNR
+
+
+def test_markdown_table_shows_each_mean_missing_and_orders():
+    import copy
+
+    rows = copy.deepcopy([*select(ROWS, label="A"), *select(ROWS, label="B", status=None)])
+    for r in select(rows, label="B"):
+        r["metrics"]["sampling_seconds"] = 0.5
+    table = markdown_table(rows, ["label"],
+                           [("test_nll_iw", ".1f", "each"), ("seed", "d", "mean"),
+                            ("sampling_seconds", ".2f")], order=["B", "A"])
+    lines = table.splitlines()
+    assert lines[2] == "| B | 3 (+1 failed) | 93.0, 93.5, 92.0 | – | 0.50 ± 0.00 |"
+    assert lines[3] == "| A | 3 | 95.0, 96.0, 94.0 | – | – |"
+    assert markdown_table(rows, ["label"], ["test_nll_iw"], sort="test_nll_iw"
+                          ).splitlines()[2].startswith("| B |")
+    with pytest.raises(ValueError, match="show must be one of"):
+        markdown_table(rows, ["label"], [("test_nll_iw", ".1f", "median")])

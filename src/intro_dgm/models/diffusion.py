@@ -37,6 +37,7 @@ from ..nets import sinusoidal_embedding
 from ..utils import check_choice, check_int, check_tensor
 from .base import GenerativeModel, follows_device
 from .diffusion_sampling import AncestralSampling
+from .schedules import log_snr_of
 
 #: A DDGM's choices: the data term p(x|z_1); the variance sigma_t^2 of p(z_{t-1}|z_t) (the
 #: forward posterior's or beta_t); what a training step minimises; how a training batch draws
@@ -116,12 +117,8 @@ class DDGM(AncestralSampling, GenerativeModel):
         }
         for name, value in buffers.items():
             self.register_buffer(name, value.float())
-        # rho_t from the float64 schedule, kept out of the state_dict (it follows from betas):
-        # ln alpha_bar_t = sum ln(1 - beta_s) and ln(1 - alpha_bar_t) = ln(-expm1(...)) stay
-        # exact where alpha_bar_t is within float rounding of 1
-        log_alpha_bar = torch.cumsum(torch.log1p(-betas), 0)
-        self.register_buffer("_log_snr", log_alpha_bar - torch.log(-torch.expm1(log_alpha_bar)),
-                             persistent=False)
+        # rho_t from the float64 schedule, kept out of the state_dict (it follows from betas)
+        self.register_buffer("_log_snr", log_snr_of(betas), persistent=False)
         # sigma_t^2 of p(z_{t-1}|z_t); at t = 1 the posterior variance is 0 (z_0 = x is known
         # given z_1 and x), and p(x|z_1) is the data term, so index 0 is the data term's beta_1
         reverse = posterior_variance if variance == "posterior" else betas.clone()

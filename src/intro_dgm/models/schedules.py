@@ -104,3 +104,13 @@ def make_betas(schedule: str, steps: int, beta_1: float | None = None,
     ``None`` for the defaults."""
     T = check_int(steps, "steps", minimum=1)
     return SCHEDULES[schedule](T, beta_1, beta_T, log_snr_1, log_snr_T)
+
+
+def log_snr_of(betas: torch.Tensor) -> torch.Tensor:
+    r""":math:`\rho_t = \ln\frac{\bar\alpha_t}{1-\bar\alpha_t}` ``(T,)`` float64 of a schedule:
+    :math:`\ln\bar\alpha_t = \sum_{s\le t}\ln(1-\beta_s)` and :math:`\ln(1-\bar\alpha_t)
+    = \ln(-\mathrm{expm1}(\ln\bar\alpha_t))` stay exact where :math:`\bar\alpha_t` is within
+    float rounding of 1."""
+    log_alpha_bar = torch.cumsum(torch.log1p(-torch.as_tensor(betas, dtype=torch.float64)), 0)
+    return log_alpha_bar - torch.log(-torch.expm1(log_alpha_bar))
+

@@ -3,8 +3,9 @@ r"""The results layer: what a page does with the rows of a store, written once.
 * :func:`spec_value`, :func:`varying_keys` -- a spec field of a row by dotted key, and the
   keys whose values differ between rows;
 * :func:`select` -- the rows that match spec values (dotted keys), a label or a group;
-* :func:`metric_value` -- a stored metric of a row, or a derived one (:data:`DERIVED`:
-  ``neg_elbo`` :math:`= -\mathcal L`, ``gap`` :math:`= -\mathcal L - \mathrm{NLL}`);
+* :func:`metric_value` -- a stored metric of a row, a derived one (:data:`DERIVED`:
+  ``neg_elbo`` :math:`= -\mathcal L`, ``gap`` :math:`= -\mathcal L - \mathrm{NLL}`, a
+  diffusion model's log-SNR at its ends, ...), or either negated (``"-test_rec"``);
 * :func:`summary` / :class:`Summary` -- mean, sample sd, n and standard error of a metric over
   rows (the seeds, usually), formatted ``mean ± sd (n)``;
 * :func:`compare` -- the difference of a metric between two sets of runs, with its standard
@@ -29,10 +30,28 @@ import numpy as np
 from ..models import model_entry
 from .spec import _field_default, _plain
 
-#: metrics computed from a row's stored ones: name -> function of its metrics
+def _diffusion_log_snr(row: dict):
+    """The log-SNR of a diffusion run's schedule (from its spec; no network is built)."""
+    from ..models import config_from_dict
+    from ..models.schedules import log_snr_of
+
+    if row["spec"]["model"] != "ddgm":
+        raise KeyError("a log-SNR schedule belongs to a DDGM run")
+    return log_snr_of(config_from_dict("ddgm", row["spec"]["model_config"]).betas())
+
+
+#: metrics computed from a row (its stored metrics, or its spec): name -> function of the row
 DERIVED: dict[str, Callable[[dict], float]] = {
-    "neg_elbo": lambda m: -m["test_elbo"],
-    "gap": lambda m: -m["test_elbo"] - m["test_nll_iw"],
+    "neg_elbo": lambda row: -row["metrics"]["test_elbo"],
+    "gap": lambda row: -row["metrics"]["test_elbo"] - row["metrics"]["test_nll_iw"],
+    # the epoch whose weights were kept, counted from 1
+    "epoch_kept": lambda row: row["metrics"]["best_epoch"] + 1,
+    # a DDGM's log-SNR where its chain starts (rho_1) and ends (rho_T), the steps where it is
+    # negative (more noise than signal), and the standard deviation of z_1's noise
+    "rho_1": lambda row: float(_diffusion_log_snr(row)[0]),
+    "rho_T": lambda row: float(_diffusion_log_snr(row)[-1]),
+    "negative_log_snr_steps": lambda row: int((_diffusion_log_snr(row) < 0).sum()),
+    "z1_noise_sd": lambda row: math.sqrt(1 / (1 + math.exp(float(_diffusion_log_snr(row)[0])))),
 }
 #: metric -> (per-example array, sign): the metric is ``sign * mean(array)``
 PER_EXAMPLE = {"test_nll_iw": ("test_log_likelihood", -1.0), "test_elbo": ("test_elbo", 1.0),
@@ -79,35 +98,51 @@ def _get(d: dict, key: str):
 
 
 def metric_value(row: dict, name: str) -> float:
-    """Metric ``name`` of a row: a stored one or a :data:`DERIVED` one; a clear error for a
-    name the row does not have (listing the ones it has)."""
+    """Metric ``name`` of a row: a stored one or a :data:`DERIVED` one, negated with a leading
+    minus (``"-test_rec"``: the data term as a cost); a clear error for a name the row does
+    not have (listing the ones it has)."""
+    if name.startswith("-"):
+        return -metric_value(row, name[1:])
     metrics = row.get("metrics") or {}
     if name in metrics:
         return float(metrics[name])
     if name in DERIVED:
-        return float(DERIVED[name](metrics))
+        try:
+            return float(DERIVED[name](row))
+        except KeyError:
+            pass
     known = sorted([*metrics, *DERIVED])
-    raise ValueError(f"metric must be one of {', '.join(known)}; got {name!r} (row {row['id']})")
+    raise ValueError(f"metric must be one of {', '.join(known)} (or one negated, '-name'); "
+                     f"got {name!r} (row {row['id']})")
 
 
-def select(rows: Sequence[dict], where: dict | None = None, *, label: str | None = None,
-           group: str | None = None, status: str | None = "ok") -> list[dict]:
+def select(rows: Sequence[dict], where: dict | None = None, *, label=None, group=None,
+           status: str | None = "ok", order_by: str | None = None) -> list[dict]:
     """The rows whose spec has every ``where`` value (dotted keys, e.g.
     ``{"model": "vae", "model_config.prior": "mog"}``; a model-config field a row leaves out
     takes its default), the given ``label`` and ``group`` (spec fields that name a run), and
-    ``status`` (``None``: any). In the order of ``rows``."""
+    ``status`` (``None``: any). A set of values (``group={"table", "tuned-table"}``) accepts
+    any of them. In the order of ``rows``, or sorted by ``order_by``: a spec key (``"seed"``,
+    ``"model_config.steps"``) or a metric, stored or derived (:func:`metric_value`)."""
     wanted = dict(where or {})
     if label is not None:
         wanted["label"] = label
     if group is not None:
         wanted["group"] = group
-    out = []
-    for row in rows:
-        if status is not None and row["status"] != status:
-            continue
-        if all(_spec_field(row, key) == _plain_value(value) for key, value in wanted.items()):
-            out.append(row)
+    accepted = {key: ({_plain_value(v) for v in value} if isinstance(value, (set, frozenset))
+                      else {_plain_value(value)}) for key, value in wanted.items()}
+    out = [row for row in rows if (status is None or row["status"] == status)
+           and all(_spec_field(row, key) in values for key, values in accepted.items())]
+    if order_by is not None:
+        out.sort(key=lambda row: _order_value(row, order_by))
     return out
+
+
+def _order_value(row: dict, key: str):
+    try:
+        return _spec_field(row, key)
+    except ValueError:
+        return metric_value(row, key)
 
 
 def _spec_field(row: dict, key: str):

@@ -40,36 +40,78 @@ def summarise(rows: Sequence[dict], group_by: Sequence[str] | None = None,
     return out
 
 
+#: how a table shows a metric over a group's runs
+SHOW = ("sd", "mean", "each")
+
+
 def markdown_table(rows: Sequence[dict], group_by: Sequence[str] | None = None,
                    metrics: Sequence = ("test_nll_iw", "test_elbo", "active_units"),
                    digits: int = 2, *, headers: Mapping[str, str] | None = None,
-                   notes: Mapping[str, Mapping] | None = None) -> str:
-    """:func:`summarise` as a markdown table, one line per group: ``mean ± sd`` per metric
-    (a group of one run: its value alone), and a column of the runs counted.
+                   notes: Mapping[str, Mapping] | None = None,
+                   order: Sequence | None = None, sort: str | None = None) -> str:
+    """:func:`summarise` as a markdown table, one line per group, and a column of the runs
+    counted.
 
-    ``metrics``: metric names (stored or derived), or ``(name, format)`` pairs for a format
-    other than ``digits`` decimals (``("test_nll_iw_bpd", ".3f")``, ``("num_params", ",.0f")``).
+    ``metrics``: metric names (stored, derived or negated: :func:`metric_value`), or tuples
+    ``(name, format)`` / ``(name, format, show)``: a format other than ``digits`` decimals
+    (``".3f"``, ``",.0f"``, ``"d"``), and ``show`` one of :data:`SHOW`: ``"sd"`` (the
+    default, ``mean ± sd``; a group of one run: its value alone), ``"mean"`` (the mean
+    alone: a setting shared by the group's runs) or ``"each"`` (every run's value, in the
+    rows' order). A metric no run of a group has shows as "–".
     ``headers``: the column header of a group key or a metric (default: the key's last part,
     the metric's name). ``notes``: columns of fixed text, ``{header: {group value: text}}``,
     keyed by the group's first ``group_by`` value (what a table says of a model that no run
-    measures, e.g. whether it is invertible), placed after the metrics.
+    measures, e.g. whether it is invertible), placed after the metrics. ``order``: the
+    groups' first values in the order to show them (the others follow); ``sort``: a metric
+    whose group mean orders the lines instead.
     """
-    columns = [(m, f".{digits}f") if isinstance(m, str) else tuple(m) for m in metrics]
-    summary = summarise(rows, group_by, [name for name, _ in columns])
+    columns = [(m, f".{digits}f", "sd") if isinstance(m, str) else
+               (*m, "sd") if len(m) == 2 else tuple(m) for m in metrics]
+    for name, _, show in columns:
+        if show not in SHOW:
+            raise ValueError(f"show must be one of {', '.join(SHOW)}; got {show!r} for {name!r}")
     group_by = list(varying_keys(rows) if group_by is None else group_by)
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(spec_value(r, k) for k in group_by), []).append(r)
+    keys = list(groups)
+    if order is not None:
+        rank = {value: i for i, value in enumerate(order)}
+        keys.sort(key=lambda key: rank.get(key[0] if key else None, len(rank)))
+    if sort is not None:
+        keys.sort(key=lambda key: statistics.mean(
+            [metric_value(r, sort) for r in groups[key] if r["status"] == "ok"] or [math.inf]))
     headers, notes = dict(headers or {}), dict(notes or {})
     head = ([headers.get(k, k.split(".")[-1]) for k in group_by] + ["runs"]
-            + [headers.get(name, name) for name, _ in columns] + list(notes))
+            + [headers.get(name, name) for name, _, _ in columns] + list(notes))
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for s in summary:
-        cells = [str(s[k]) for k in group_by]
-        cells.append(f"{s['n']}" + (f" (+{s['failed']} failed)" if s["failed"] else ""))
-        cells += [f"{s[m]:{fmt}}" + (f" ± {s[m + '_sd']:{fmt}}" if s["n"] > 1 else "")
-                  for m, fmt in columns]
-        cells += [str(texts.get(s[group_by[0]], "")) if group_by else ""
-                  for texts in notes.values()]
+    for key in keys:
+        ok = [r for r in groups[key] if r["status"] == "ok"]
+        failed = len(groups[key]) - len(ok)
+        cells = [str(v) for v in key]
+        cells.append(f"{len(ok)}" + (f" (+{failed} failed)" if failed else ""))
+        for m, fmt, show in columns:
+            values = [metric_value(r, m) for r in ok if _has(r, m)]
+            if len(values) not in (0, len(ok)):
+                raise ValueError(f"metric {m!r} is missing from some rows of group {key}")
+            cells.append(_cell(values, fmt, show))
+        cells += [str(texts.get(key[0], "")) if key else "" for texts in notes.values()]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _cell(values: list[float], fmt: str, show: str) -> str:
+    if not values:
+        return "–"
+    if fmt.endswith("d"):  # a count: whole numbers
+        values = [round(v) for v in values]
+    if show == "each":
+        return ", ".join(f"{v:{fmt}}" for v in values)
+    mean = statistics.mean(values)
+    mean = round(mean) if fmt.endswith("d") else mean
+    if show == "mean" or len(values) == 1:
+        return f"{mean:{fmt}}"
+    return f"{mean:{fmt}} ± {statistics.stdev(values):{fmt.replace('d', '.1f')}}"
 
 
 def _has(row: dict, metric: str) -> bool:
