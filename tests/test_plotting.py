@@ -56,3 +56,20 @@ def test_source_listing_shows_the_code_that_runs():
     text = source_listing(TrainConfig).data
     assert text.startswith("```python\n@dataclass\nclass TrainConfig")
     assert "def beta(self, epoch: int)" in text
+
+
+def test_diffusion_clouds_show_both_processes_at_the_same_steps():
+    from intro_dgm.models import build_model
+    from intro_dgm.plotting import diffusion_clouds
+
+    torch.manual_seed(0)
+    model = build_model("ddgm", {"input_dim": 2, "likelihood": "gaussian", "steps": 8,
+                                 "hidden": [8]})
+    x = torch.randn(50, 2)
+    fig = diffusion_clouds(model, x, "T = 8", n=30)
+    axes = fig.axes
+    assert len(axes) == 2 * 5  # data/generated and steps 1, 2, 4, 8
+    assert [a.get_title() for a in axes[1:5]] == [f"forward $z_{{{t}}}$" for t in (1, 2, 4, 8)]
+    assert axes[0].collections[0].get_offsets().shape == (50, 2)
+    assert axes[5].collections[0].get_offsets().shape == (30, 2)
+    assert fig._suptitle.get_text() == "T = 8"

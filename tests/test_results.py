@@ -141,3 +141,13 @@ def test_markdown_table_shows_each_mean_missing_and_orders():
                           ).splitlines()[2].startswith("| B |")
     with pytest.raises(ValueError, match="show must be one of"):
         markdown_table(rows, ["label"], [("test_nll_iw", ".1f", "median")])
+
+
+def test_mean_image_mse_is_the_error_of_the_mean_image():
+    import torch
+
+    from intro_dgm.protocol import mean_image_mse
+
+    train = torch.tensor([[0.0, 2.0], [2.0, 4.0]])
+    test = torch.tensor([[1.0, 3.0], [3.0, 3.0]])  # the mean image is (1, 3)
+    assert mean_image_mse(train, test) == pytest.approx((0 + 0 + 4 + 0) / 4)

@@ -124,3 +124,38 @@ def source_listing(obj):
     from IPython.display import Markdown
 
     return Markdown(f"```python\n{inspect.getsource(obj).rstrip()}\n```")
+
+
+def diffusion_clouds(model, x, title: str | None = None, n: int = 2000, seed: int = 0,
+                     limits=((-4, 5), (-3.5, 3.5))):
+    """A diffusion model on 2-D points, as point clouds: top, the forward process on ``x``
+    at steps 1, T/4, T/2 and T; bottom, ``n`` samples of the reverse process from
+    :math:`\\mathcal N(0, I)` at the same steps and the generated points. Returns the figure."""
+    import torch
+
+    T = model.steps
+    shown = sorted({1, max(1, T // 4), max(1, T // 2), T})
+    fig, ax = plt.subplots(2, len(shown) + 1, figsize=(2.2 * (len(shown) + 1), 4.6),
+                           sharex=True, sharey=True)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        generated, path = model.sample(n, trajectory=True)  # path = [z_T, ..., z_1]
+        forward = {t: model.q_sample(x, t) for t in shown}
+    ax[0, 0].scatter(*_numpy(x).T, s=1)
+    ax[0, 0].set_title("data x", fontsize=9)
+    ax[1, 0].scatter(*_numpy(generated).T, s=1, color="C1")
+    ax[1, 0].set_title("generated x", fontsize=9)
+    for j, t in enumerate(shown, start=1):
+        ax[0, j].scatter(*_numpy(forward[t]).T, s=1)
+        ax[0, j].set_title(f"forward $z_{{{t}}}$", fontsize=9)
+        ax[1, j].scatter(*_numpy(path[T - t]).T, s=1, color="C1")
+        ax[1, j].set_title(f"reverse $z_{{{t}}}$", fontsize=9)
+    for a in ax.flat:
+        a.set_xlim(*limits[0])
+        a.set_ylim(*limits[1])
+        a.set_xticks([])
+        a.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

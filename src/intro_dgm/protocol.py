@@ -32,7 +32,7 @@ runner, store, tables); this module gathers their public names.
 """
 
 from .runs.metrics import (ENCODER_KEYS, EXTRA_METRICS, METRIC_KEYS, count_parameters, evaluate,
-                           evaluate_per_example, gallery)
+                           evaluate_per_example, gallery, mean_image_mse)
 from .runs.runner import Run, environment, run, run_and_store, run_missing
 from .runs.spec import DATA_FIELDS, RunSpec, resolved_config, train_config_from_dict
 from .runs.store import (STORES_DIR, ResultsStore, load_measurement, load_run_arrays, make_row,
@@ -42,7 +42,7 @@ from .runs.results import (DERIVED, Comparison, Summary, compare, metric_value, 
 from .runs.tables import markdown_table, summarise
 
 __all__ = ["ENCODER_KEYS", "EXTRA_METRICS", "METRIC_KEYS", "count_parameters", "evaluate",
-           "evaluate_per_example", "gallery", "Run", "environment", "run", "run_and_store",
+           "evaluate_per_example", "gallery", "mean_image_mse", "Run", "environment", "run", "run_and_store",
            "run_missing", "DATA_FIELDS", "RunSpec", "resolved_config", "train_config_from_dict",
            "ResultsStore", "load_run_arrays", "make_row", "save_run_arrays", "STORES_DIR",
            "open_store", "store_path", "load_measurement", "markdown_table",

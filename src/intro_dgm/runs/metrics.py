@@ -100,6 +100,12 @@ def _sample_quality(model, split, spec) -> dict:
             "sample_class_entropy": scores["class_entropy"]}
 
 
+def mean_image_mse(train: torch.Tensor, test: torch.Tensor) -> float:
+    """The scale of ``reconstruction_mse``: the squared error per pixel of "reconstructing"
+    every test image by the mean training image, which needs no model."""
+    return ((test.double() - train.double().mean(0)) ** 2).mean().item()
+
+
 def _reconstruction(model, split, spec) -> dict:
     """Mean squared error per pixel, in pixel values, between each test image and
     ``model.reconstruct(x)`` (decoder means): through the code of a VAE, forward and back
