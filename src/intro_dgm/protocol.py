@@ -42,8 +42,8 @@ from .runs.results import (DERIVED, Comparison, Summary, compare, metric_value, 
 from .runs.tables import markdown_table, summarise
 
 __all__ = ["ENCODER_KEYS", "EXTRA_METRICS", "METRIC_KEYS", "count_parameters", "evaluate",
-           "evaluate_per_example", "gallery", "mean_image_mse", "Run", "environment", "run", "run_and_store",
-           "run_missing", "DATA_FIELDS", "RunSpec", "resolved_config", "train_config_from_dict",
+           "evaluate_per_example", "gallery", "mean_image_mse", "Run", "environment", "run",
+           "run_and_store", "run_missing", "DATA_FIELDS", "RunSpec", "resolved_config", "train_config_from_dict",
            "ResultsStore", "load_run_arrays", "make_row", "save_run_arrays", "STORES_DIR",
            "open_store", "store_path", "load_measurement", "markdown_table",
            "spec_value", "summarise", "varying_keys", "DERIVED", "Comparison", "Summary",
