@@ -151,3 +151,14 @@ def test_mean_image_mse_is_the_error_of_the_mean_image():
     train = torch.tensor([[0.0, 2.0], [2.0, 4.0]])
     test = torch.tensor([[1.0, 3.0], [3.0, 3.0]])  # the mean image is (1, 3)
     assert mean_image_mse(train, test) == pytest.approx((0 + 0 + 4 + 0) / 4)
+
+
+def test_ranked_labels_and_their_rank_correlation():
+    from intro_dgm.protocol import rank_correlation, ranked
+
+    assert ranked(ROWS, "test_nll_iw") == ["B", "A"]  # means 92.83 and 95.00
+    assert ranked(ROWS, "-test_nll_iw") == ["A", "B"]
+    rows = [_row(s, nll, -nll - gap, label=name) for s in (0, 1)
+            for name, nll, gap in (("A", 90, 1), ("B", 91, 2), ("C", 92, 3))]
+    assert rank_correlation(rows, "test_nll_iw", "gap") == pytest.approx(1.0)
+    assert rank_correlation(rows, "test_nll_iw", "-gap") == pytest.approx(-1.0)

@@ -37,8 +37,9 @@ from .runs.runner import Run, environment, run, run_and_store, run_missing
 from .runs.spec import DATA_FIELDS, RunSpec, resolved_config, train_config_from_dict
 from .runs.store import (STORES_DIR, ResultsStore, load_measurement, load_run_arrays, make_row,
                          open_store, save_run_arrays, store_path)
-from .runs.results import (DERIVED, Comparison, Summary, compare, metric_value, select,
-                           spec_value, summary, varying_keys)
+from .runs.results import (DERIVED, Comparison, Summary, compare, metric_value,
+                           rank_correlation, ranked, select, spec_value, summary,
+                           varying_keys)
 from .runs.tables import markdown_table, summarise
 
 __all__ = ["ENCODER_KEYS", "EXTRA_METRICS", "METRIC_KEYS", "count_parameters", "evaluate",
@@ -47,4 +48,4 @@ __all__ = ["ENCODER_KEYS", "EXTRA_METRICS", "METRIC_KEYS", "count_parameters", "
            "ResultsStore", "load_run_arrays", "make_row", "save_run_arrays", "STORES_DIR",
            "open_store", "store_path", "load_measurement", "markdown_table",
            "spec_value", "summarise", "varying_keys", "DERIVED", "Comparison", "Summary",
-           "compare", "metric_value", "select", "summary"]
+           "compare", "metric_value", "rank_correlation", "ranked", "select", "summary"]

@@ -8,6 +8,8 @@ r"""The results layer: what a page does with the rows of a store, written once.
   diffusion model's log-SNR at its ends, ...), or either negated (``"-test_rec"``);
 * :func:`summary` / :class:`Summary` -- mean, sample sd, n and standard error of a metric over
   rows (the seeds, usually), formatted ``mean ± sd (n)``;
+* :func:`ranked`, :func:`rank_correlation` -- the labels of a set of runs ordered by a
+  metric's mean, and the rank correlation of two metrics' means across labels;
 * :func:`compare` -- the difference of a metric between two sets of runs, with its standard
   error: paired on per-example values where the store keeps them (image by image, averaged
   over the seeds both sets share), over seeds otherwise; :class:`Comparison` says which.
@@ -180,6 +182,30 @@ def summary(rows: Sequence[dict], metric: str) -> Summary:
         raise ValueError(f"no rows to summarise {metric!r} over")
     return Summary(statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0,
                    len(values))
+
+
+def ranked(rows: Sequence[dict], metric: str, by: str = "label") -> list:
+    """The values of spec key ``by`` (default the runs' labels) among ``rows``, ordered by the
+    mean of ``metric`` over each one's finished runs, lowest first."""
+    groups: dict = {}
+    for row in rows:
+        if row["status"] == "ok":
+            groups.setdefault(_spec_field(row, by), []).append(row)
+    return sorted(groups, key=lambda key: summary(groups[key], metric).mean)
+
+
+def rank_correlation(rows: Sequence[dict], metric_a: str, metric_b: str,
+                     by: str = "label") -> float:
+    """Spearman's rank correlation, across the values of ``by`` (the labels), between the
+    means of two metrics over each one's runs: do models that rank well on one rank well on
+    the other?"""
+    from scipy.stats import spearmanr
+
+    keys = ranked(rows, metric_a, by)
+    ok = [r for r in rows if r["status"] == "ok"]
+    means = [[summary([r for r in ok if _spec_field(r, by) == key], m).mean for key in keys]
+             for m in (metric_a, metric_b)]
+    return float(spearmanr(*means).statistic)
 
 
 @dataclass(frozen=True)
