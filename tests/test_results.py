@@ -113,6 +113,9 @@ def test_negated_and_spec_derived_metrics():
     row["metrics"]["test_rec"] = -80.0
     assert metric_value(row, "-test_rec") == 80.0
     assert metric_value(row, "-neg_elbo") == -97.0
+    row["metrics"].update(train_elbo=-90.0, best_epoch=41)
+    assert metric_value(row, "train_test_gap") == 7.0  # the test bound 7 nats below training's
+    assert metric_value(row, "epoch_kept") == 42
     spec = RunSpec(model="ddgm", model_config={"steps": 10, "schedule": "log-snr",
                                                "log_snr_1": 2.0, "log_snr_T": -5.0})
     ddgm = make_row(spec)

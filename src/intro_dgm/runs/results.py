@@ -46,6 +46,8 @@ def _diffusion_log_snr(row: dict):
 DERIVED: dict[str, Callable[[dict], float]] = {
     "neg_elbo": lambda row: -row["metrics"]["test_elbo"],
     "gap": lambda row: -row["metrics"]["test_elbo"] - row["metrics"]["test_nll_iw"],
+    # how much worse the test bound is than the training bound (nats): overfitting
+    "train_test_gap": lambda row: row["metrics"]["train_elbo"] - row["metrics"]["test_elbo"],
     # the epoch whose weights were kept, counted from 1
     "epoch_kept": lambda row: row["metrics"]["best_epoch"] + 1,
     # a DDGM's log-SNR where its chain starts (rho_1) and ends (rho_T), the steps where it is
