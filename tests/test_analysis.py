@@ -72,6 +72,35 @@ def test_hole_mass(small_vae, digits):
         hole_mass(agg, agg, ratio=0.0)
 
 
+def test_prior_coverage_agrees_with_hole_mass(small_vae, digits):
+    from intro_dgm.analysis import prior_coverage
+
+    agg = aggregated_posterior(small_vae, digits.train[:300])
+    half = MoGPrior(4, num_components=2, learn_weights=False)
+    with torch.no_grad():
+        half.means[0].zero_()
+        half.means[1].fill_(50.0)
+    torch.manual_seed(0)
+    cover = prior_coverage(half, agg, n=40_000, ratios=(0.1, 1e-300))
+    torch.manual_seed(0)
+    assert cover["below"][0.1] == hole_mass(half, agg, n=40_000)
+    assert cover["below"][0.1] == pytest.approx(0.5, abs=0.02)
+    assert cover["min_ratio"] == 0.0  # far from every code, q(z) underflows
+    same = prior_coverage(agg, agg, n=1000)
+    assert same["min_ratio"] == pytest.approx(1.0) and same["below"][0.1] == 0.0
+
+
+def test_median_nearest_distance():
+    from intro_dgm.analysis import median_nearest_distance
+
+    grid = torch.tensor([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+    assert median_nearest_distance(grid, grid, exclude_self=True) == 1.0  # 1, 1, 2
+    assert median_nearest_distance(grid, grid) == 0.0
+    assert median_nearest_distance(torch.tensor([[0.0, 2.0]]), grid) == 2.0
+    with pytest.raises(ValueError, match="reference set itself"):
+        median_nearest_distance(grid[:2], grid, exclude_self=True)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_hole_mass_of_a_prior_on_the_gpu(small_vae, digits):
     agg = aggregated_posterior(small_vae, digits.train[:300])      # on the CPU, with the model

@@ -3,7 +3,10 @@ r"""Diagnostics of a model with one latent space and a diagonal-Gaussian posteri
 
 * :func:`elbo_decomposition` -- the ELBO rewritten with the aggregated posterior.
 * :func:`aggregated_posterior` -- :math:`q(z) = \frac1N \sum_n q(z|x_n)` of a trained model.
-* :func:`hole_mass` -- how much prior mass lies where the aggregated posterior is tiny.
+* :func:`hole_mass` -- how much prior mass lies where the aggregated posterior is tiny;
+  :func:`prior_coverage` -- the same at several thresholds and the smallest ratio, from one
+  set of prior samples; :func:`median_nearest_distance` -- how far points lie from their
+  nearest neighbour in a reference set (pseudo-inputs against training images).
 * :func:`log_density_grid` -- a 2-D prior's log-density on a grid, for contour plots;
   :func:`density_integral` -- its Riemann sum, the check that a density integrates to one.
 * :func:`prior_picture` -- the figures of a prior page.
@@ -93,6 +96,34 @@ def hole_mass(prior: Prior, aggregated: Prior, n: int = 20_000, ratio: float = 0
     z = prior.sample(n)
     log_ratio = aggregated.log_prob(z.to(aggregated.device)).to(z.device) - prior.log_prob(z)
     return (log_ratio < math.log(ratio)).float().mean().item()
+
+
+@torch.no_grad()
+def prior_coverage(prior: Prior, aggregated: Prior, n: int = 20_000,
+                   ratios=(0.1,)) -> dict:
+    r"""From one set of ``n`` samples :math:`z \sim p(z)`: the smallest density ratio
+    :math:`q(z)/p(z)` (``"min_ratio"``) and, for each threshold in ``ratios``, the share of
+    samples below it (``"below"``: threshold -> share, :func:`hole_mass` at each)."""
+    check_int(n, "n", minimum=1)
+    z = prior.sample(n)
+    log_ratio = aggregated.log_prob(z.to(aggregated.device)).to(z.device) - prior.log_prob(z)
+    return {"min_ratio": log_ratio.min().exp().item(),
+            "below": {r: (log_ratio < math.log(r)).float().mean().item() for r in ratios}}
+
+
+def median_nearest_distance(points: torch.Tensor, reference: torch.Tensor,
+                            exclude_self: bool = False) -> float:
+    """The median, over ``points``, of the Euclidean distance to the nearest row of
+    ``reference`` (with ``exclude_self``, ``points`` is ``reference`` and a row's distance to
+    itself does not count: the typical gap between neighbours)."""
+    check_tensor(points, "points", ndim=2)
+    check_tensor(reference, "reference", ndim=2)
+    d = torch.cdist(points.double(), reference.double())
+    if exclude_self:
+        if points.shape != reference.shape:
+            raise ValueError("exclude_self needs points to be the reference set itself")
+        d.fill_diagonal_(math.inf)
+    return d.min(1).values.median().item()
 
 
 @torch.no_grad()
