@@ -165,3 +165,26 @@ def test_ranked_labels_and_their_rank_correlation():
             for name, nll, gap in (("A", 90, 1), ("B", 91, 2), ("C", 92, 3))]
     assert rank_correlation(rows, "test_nll_iw", "gap") == pytest.approx(1.0)
     assert rank_correlation(rows, "test_nll_iw", "-gap") == pytest.approx(-1.0)
+
+
+def test_a_stored_model_comes_back_with_its_weights(tmp_path):
+    import torch
+
+    from intro_dgm.protocol import (ResultsStore, run_and_store, state_arrays,
+                                    stored_model)
+    from intro_dgm.training import TrainConfig
+
+    store = ResultsStore(tmp_path / "toy_results.jsonl")
+    spec = RunSpec(model="vdm", model_config={"hidden": [8], "steps": 3, "embedding_dim": 4},
+                   train=TrainConfig(max_epochs=1), k=2, threads=1, device="cpu")
+    row, result = run_and_store(spec, store, progress=False,
+                                after=lambda r: state_arrays(r.model))
+    model = stored_model(store, row)
+    assert type(model) is type(result.model) and not model.training
+    for key, value in result.model.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value.cpu()), key
+    plain = run_and_store(RunSpec(model_config={"latent_dim": 2, "hidden": [8]},
+                                  train=TrainConfig(max_epochs=1), k=2, threads=1,
+                                  device="cpu"), store, progress=False)[0]
+    with pytest.raises(ValueError, match="without its weights"):
+        stored_model(store, plain)

@@ -1,6 +1,8 @@
 """Where results live: a :class:`ResultsStore` (a JSON-lines file, one row per run) and, beside
 it, one ``.npz`` of arrays per run (:func:`save_run_arrays`, :func:`load_run_arrays`): what a
-page plots but a row cannot hold (per-example scores, a gallery, training curves).
+page plots but a row cannot hold (per-example scores, a gallery, training curves), and for
+the few runs a page studies further, the trained weights (:func:`state_arrays`,
+:func:`stored_model`).
 
 A row holds a run's spec, metrics, environment (library versions, threads, device) and
 status; a run whose loss became NaN is stored with ``status: "failed"`` and the reason, so a
@@ -168,6 +170,41 @@ def save_run_arrays(directory, run_id: str, **arrays) -> Path:
         with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to tmp
             np.savez_compressed(f, **arrays)
     return atomic_write(directory / f"{run_id}.npz", write)
+
+
+#: the prefix of a model's weights among a run's arrays (:func:`state_arrays`)
+STATE_PREFIX = "state."
+
+
+def state_arrays(model) -> dict:
+    """A trained model's ``state_dict`` as arrays named ``state.<key>``, for a sweep's
+    after-hook to keep beside the run's row (a page then studies the model without training
+    it again: :func:`stored_model`)."""
+    return {STATE_PREFIX + key: value.detach().cpu().numpy()
+            for key, value in model.state_dict().items()}
+
+
+def stored_model(store: "ResultsStore", row: dict):
+    """The trained model of a stored ``row`` whose arrays hold its weights: built from the
+    row's spec (data fields from its data set), the weights loaded, in eval mode. A row
+    without stored weights is an error naming it."""
+    import torch
+
+    from ..data import load_dataset
+    from ..models import build_model
+    from .spec import RunSpec, resolved_config
+
+    arrays = load_run_arrays(store.arrays_dir, row["id"])
+    state = {key[len(STATE_PREFIX):]: torch.from_numpy(value) for key, value in arrays.items()
+             if key.startswith(STATE_PREFIX)}
+    if not state:
+        raise ValueError(f"run {row['id']} of {store.path.name} was stored without its "
+                         "weights (a sweep keeps them with state_arrays)")
+    spec = RunSpec.from_dict(row["spec"])
+    split = load_dataset(spec.dataset, **spec.dataset_options)
+    model = build_model(spec.model, resolved_config(spec, split))
+    model.load_state_dict(state)
+    return model.eval()
 
 
 def load_run_arrays(directory, run_id: str) -> dict:
