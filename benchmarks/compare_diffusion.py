@@ -44,7 +44,10 @@ Groups (the first four on the linear DDGM, the rest on the tuned one):
   so L_simple and the bound train the same model with Adamax, as 08b shows and measures);
 * **tuned-start**: where the chain starts, log-SNR in START_GRID, one seed each, and the
   discretised-Gaussian data term (whose width is tied to the first step) at two starts;
-* **tuned-steps**: T in TUNED_STEPS, one seed each, sampling time measured.
+* **tuned-steps**: T in TUNED_STEPS, one seed each, sampling time measured;
+* **continuous**: the continuous-time model (``vdm``, :data:`VDM_CONFIG`), trained on the
+  continuous bound and measured as its discretisation at T = 100, three seeds, with the table's
+  extras; seed 0 keeps its weights beside its row (the continuous-time page studies it).
 
 Rows go to ``src/intro_dgm/stores/diffusion_results.jsonl`` as they finish; a rerun skips them.
 Any row: ``intro-dgm reproduce diffusion ROW_ID --out DIR``.
@@ -54,13 +57,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from intro_dgm.protocol import ResultsStore, RunSpec, markdown_table, run_missing
+from intro_dgm.protocol import ResultsStore, RunSpec, markdown_table, run_missing, state_arrays
 from intro_dgm.runs.store import STORES_DIR
 from intro_dgm.training import TrainConfig
 
 RESULTS = STORES_DIR / "diffusion_results.jsonl"
 SEEDS = (0, 1, 2)
-GROUPS = ("table", "objective", "schedules", "steps", "tuned-table", "tuned-start", "tuned-steps")
+GROUPS = ("table", "objective", "schedules", "steps", "tuned-table", "tuned-start", "tuned-steps",
+          "continuous")
 STEPS = (5, 10, 20, 50, 100, 200, 500, 1000)
 TIMED = ("sampling_seconds",)
 TABLE_EXTRAS = ("reconstruction", "sampling_seconds")
@@ -82,6 +86,9 @@ TUNED_BASE = {"steps": 100, "schedule": "log-snr", "log_snr_T": -10.0, "hidden":
 #: importance samples (chains z_1..z_T) per test image for the tuned DDGM's table rows
 TUNED_TABLE_K = 100
 TUNED_TRAIN = TrainConfig(max_epochs=2000, patience=50)
+#: the continuous-time model: learned end points from log-SNR 4 to -10, a categorical decoder
+#: on z_0, Fourier features, 2x512 units (the VDMConfig defaults), T = 100 for its numbers
+VDM_CONFIG: dict = {}
 
 
 def ddgm(steps=100, **fields) -> dict:
@@ -121,6 +128,10 @@ def specs(groups=GROUPS, store: ResultsStore | None = None) -> list[RunSpec]:
     tuned = dict(model="ddgm", train=TUNED_TRAIN, **common)
     if "tuned-start" in groups:
         out += start_specs()
+    if "continuous" in groups:
+        out += [RunSpec(model_config=VDM_CONFIG, seed=s, extras=TABLE_EXTRAS,
+                        label="VDM (continuous time)", group="continuous",
+                        **{**tuned, "model": "vdm", "k": TUNED_TABLE_K}) for s in SEEDS]
     chosen = chosen_tuned(store) if store is not None else None
     if chosen is None:  # the later groups wait for the choice
         return out
@@ -156,6 +167,14 @@ def chosen_tuned(store: ResultsStore) -> dict | None:
     return dict(min(runs, key=lambda pair: pair[0])[1].model_config)
 
 
+def keep_weights(result) -> dict:
+    """The after-hook: seed 0 of the continuous-time model keeps its weights beside its row
+    (about 5 MB; :func:`intro_dgm.protocol.stored_model` reads them back)."""
+    if result.spec.group == "continuous" and result.spec.seed == 0:
+        return state_arrays(result.model)
+    return {}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", nargs="+", choices=GROUPS, default=GROUPS)
@@ -170,8 +189,8 @@ def main(argv=None) -> None:
                 f"epochs {m.get('epochs')} {m.get('train_seconds', float('nan')):.0f} s "
                 f"sampling {m.get('sampling_seconds', float('nan')):.3f} s")
     # the choice, made on validation, then the runs that use it
-    run_missing(specs(args.groups, store), store, describe, jobs=args.jobs)
-    run_missing(specs(args.groups, store), store, describe, jobs=args.jobs)
+    run_missing(specs(args.groups, store), store, describe, after=keep_weights, jobs=args.jobs)
+    run_missing(specs(args.groups, store), store, describe, after=keep_weights, jobs=args.jobs)
     chosen = chosen_tuned(store)
     print(f"tuned DDGM chosen on validation: {chosen}")
     metrics = ("test_nll_iw", "test_elbo", "test_neg_elbo_bpd", "train_seconds")
