@@ -188,3 +188,12 @@ def test_a_stored_model_comes_back_with_its_weights(tmp_path):
                                   device="cpu"), store, progress=False)[0]
     with pytest.raises(ValueError, match="without its weights"):
         stored_model(store, plain)
+
+
+def test_select_across_models_and_a_typo():
+    ddgm = make_row(RunSpec(model="ddgm", model_config={"data_term": "categorical"}))
+    ddgm.update(status="ok", metrics={})
+    rows = [ROWS[0], ddgm]
+    assert select(rows, {"model_config.data_term": "categorical"}) == [ddgm]
+    with pytest.raises(ValueError, match="unknown key 'model_config.data_trem'"):
+        select(rows, {"model_config.data_trem": "categorical"})

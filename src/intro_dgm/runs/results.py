@@ -135,8 +135,23 @@ def select(rows: Sequence[dict], where: dict | None = None, *, label=None, group
         wanted["group"] = group
     accepted = {key: ({_plain_value(v) for v in value} if isinstance(value, (set, frozenset))
                       else {_plain_value(value)}) for key, value in wanted.items()}
+    # a key that one model's config lacks (a DDGM's data_term, for a VAE row) does not match
+    # that row; a key that no row has is a typo, and an error
+    known: set[str] = set()
+
+    def matches(row, key, values):
+        try:
+            value = _spec_field(row, key)
+        except ValueError:
+            return False
+        known.add(key)
+        return value in values
+
     out = [row for row in rows if (status is None or row["status"] == status)
-           and all(_spec_field(row, key) in values for key, values in accepted.items())]
+           and all(matches(row, key, values) for key, values in accepted.items())]
+    unknown = [key for key in accepted if key not in known]
+    if unknown and not out and rows:
+        _spec_field(rows[0], unknown[0])  # raises, naming the key
     if order_by is not None:
         out.sort(key=lambda row: _order_value(row, order_by))
     return out
