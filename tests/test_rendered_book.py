@@ -85,6 +85,7 @@ MINIMUMS = {  # page -> (minimum number of figures made by its code, minimum ren
     "notebooks/08a_diffusion_models.html": (4, 20),
     "notebooks/08b_ddpm.html": (3, 20),
     "notebooks/08c_diffusion_comparison.html": (5, 15),
+    "notebooks/08d_continuous_time.html": (2, 20),
     "notebooks/09a_results.html": (4, 4),
     "notebooks/09b_fashion_mnist.html": (4, 4),
     "notebooks/09c_out_of_distribution.html": (5, 4),
