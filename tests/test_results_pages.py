@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-#: the results pages rewritten on the results layer (04g, 06e, 07b, 09a, 09b and 09c follow
-#: as their stores are re-run)
-PAGES = ("08c_diffusion_comparison", "09a_results")
+#: the results pages rewritten on the results layer (04g, 09b and 09c follow as their stores
+#: are re-run)
+PAGES = ("07b_hierarchical_comparison", "08c_diffusion_comparison",
+         "09a_results")
 FORBIDDEN = {
     "a function defined on the page": re.compile(r"^\s*def\s|\blambda\b"),
     "a mean, sd, median or variance": re.compile(

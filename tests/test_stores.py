@@ -14,7 +14,7 @@ import pytest
 
 from intro_dgm.runs.store import STORES_DIR, load_run_arrays, open_store
 
-NEW_EVALUATION = ("diffusion", "digits")
+NEW_EVALUATION = ("diffusion", "digits", "hierarchical")
 RTOL = 1e-6
 #: metric -> (per-example array, sign): the metric is sign * mean(array)
 RECOMPUTED = {"test_nll_iw": ("test_log_likelihood", -1.0), "test_elbo": ("test_elbo", 1.0),
@@ -47,8 +47,11 @@ def recompute_errors(row: dict, arrays: dict) -> list[str]:
         if np.abs(gap).max() > 1e-9 * max(1.0, np.abs(arrays["test_elbo"]).max()):
             problems.append("test_elbo != test_rec - test_kl per image")
         parts = [k for k in arrays if k.startswith("test_kl_")]
+        # each level's share of a draw is a float32 model output (the sums are float64):
+        # levels and total agree to float32 rounding, about 1e-9 of the KL after averaging
+        # over the draws; a mismatch of draws would be off by a tenth of a nat
         if parts and not np.allclose(sum(arrays[k] for k in parts), arrays["test_kl"],
-                                     rtol=1e-9, atol=1e-9):
+                                     rtol=1e-7, atol=1e-9):
             problems.append("the per-level KLs do not add up to test_kl")
     elif "test_kl" in metrics:
         problems.append("test_kl stored without its per-example values")
