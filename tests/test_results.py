@@ -71,6 +71,12 @@ def test_compare_over_seeds_paired_and_unpaired():
     assert u.se == pytest.approx(math.sqrt(statistics.variance([95, 96, 94]) / 3
                                            + statistics.variance([93, 93.5]) / 2))
     assert "paired on 3 seeds" in str(c)
+    w = compare(a, b, "test_nll_iw", paired=False)  # the same seeds, unpaired on request
+    assert w.paired_on == "unpaired" and w.diff == pytest.approx(c.diff)
+    assert w.se == pytest.approx(math.sqrt(statistics.variance([95, 96, 94]) / 3
+                                           + statistics.variance([93, 93.5, 92]) / 3))
+    with pytest.raises(ValueError, match="paired must be True or False"):
+        compare(a, b, "test_nll_iw", paired="no")
 
 
 def test_compare_pairs_image_by_image_where_per_example_values_are_kept(tmp_path):

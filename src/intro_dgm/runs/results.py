@@ -253,7 +253,7 @@ class Comparison:
 
 
 def compare(a: Sequence[dict], b: Sequence[dict], metric: str,
-            arrays_dir: str | Path | None = None) -> Comparison:
+            arrays_dir: str | Path | None = None, *, paired: bool = True) -> Comparison:
     """``metric`` of the runs ``a`` minus that of the runs ``b``.
 
     With ``arrays_dir`` (the store's, :attr:`~intro_dgm.runs.store.ResultsStore.arrays_dir`)
@@ -263,14 +263,19 @@ def compare(a: Sequence[dict], b: Sequence[dict], metric: str,
     of test images only, not training noise (a lower bound on the uncertainty of the models'
     difference). Otherwise, with the same seeds on both sides: the per-seed differences,
     paired; with different seeds: Welch's standard error of two independent means.
+    ``paired=False`` asks for Welch's standard error whatever the seeds (what a reader who
+    has only the two summaries would compute; a paired se is usually smaller, as shared
+    seeds share their luck).
     """
     by_seed_a = {r["spec"]["seed"]: r for r in a}
     by_seed_b = {r["spec"]["seed"]: r for r in b}
     shared = sorted(set(by_seed_a) & set(by_seed_b))
     if not a or not b:
         raise ValueError("compare needs at least one run on each side")
+    if not isinstance(paired, bool):
+        raise ValueError(f"paired must be True or False, got {paired!r}")
     per_example = PER_EXAMPLE.get(metric)
-    if arrays_dir is not None and per_example is not None and shared:
+    if paired and arrays_dir is not None and per_example is not None and shared:
         from .store import load_run_arrays
 
         key, sign = per_example
@@ -284,7 +289,7 @@ def compare(a: Sequence[dict], b: Sequence[dict], metric: str,
         if d is not None:
             return Comparison(metric, float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size)),
                               int(d.size), "images", len(shared))
-    if len(shared) > 1 and len(shared) == len(a) == len(b):
+    if paired and len(shared) > 1 and len(shared) == len(a) == len(b):
         d = [metric_value(by_seed_a[s], metric) - metric_value(by_seed_b[s], metric)
              for s in shared]
         return Comparison(metric, statistics.mean(d), statistics.stdev(d) / math.sqrt(len(d)),
