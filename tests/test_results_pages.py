@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: the results pages rewritten on the results layer (04g, 09b and 09c follow as their stores
 #: are re-run)
 PAGES = ("06e_posterior_comparison", "07b_hierarchical_comparison", "08c_diffusion_comparison",
-         "09a_results")
+         "09a_results", "04g_prior_comparison")
 FORBIDDEN = {
     "a function defined on the page": re.compile(r"^\s*def\s|\blambda\b"),
     "a mean, sd, median or variance": re.compile(
