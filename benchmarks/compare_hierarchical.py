@@ -12,7 +12,8 @@ x-side networks 2x256 as the one-level VAE's, the networks between latents 64 wi
 Four groups:
 
 * **collapse**: the bottom-up two-level VAE (4.76) and the top-down VAE, each trained
-  plainly, with a KL warm-up of 50 epochs, and with free bits (0.1 nats per dimension);
+  plainly, with a KL warm-up of 50 epochs, and with free bits (eta = 0.1 nats per
+  dimension: a floor of eta x 16 = 1.6 nats on each level's KL);
 * **likelihood**: with the warm-up (the VampPrior paper's protocol), the one-level VAE,
   the two-level VAE without x in q(z2|z1) (4.77), and the hierarchical VampPrior (top-down,
   VampPrior with 64 data-initialised pseudo-inputs on z2, decoder p(x|z1, z2));
