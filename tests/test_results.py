@@ -95,6 +95,31 @@ def test_compare_pairs_image_by_image_where_per_example_values_are_kept(tmp_path
     assert compare(a, b, "test_nll_iw", arrays_dir=tmp_path / "none").paired_on == "seeds"
 
 
+def test_compare_pairs_terms_gaps_and_negated_metrics_on_images(tmp_path):
+    rng = np.random.default_rng(1)
+    a, b = select(ROWS, label="A"), select(ROWS, label="B")
+    kept = {}
+    for row in a + b:
+        kept[row["id"]] = {"test_log_likelihood": -rng.gamma(50.0, 2.0, size=30),
+                           "test_elbo": -rng.gamma(52.0, 2.0, size=30),
+                           "test_kl_z1": rng.gamma(5.0, 1.0, size=30)}
+        save_run_arrays(tmp_path, row["id"], **kept[row["id"]])
+
+    def expected(values):  # per image: a's minus b's, averaged over the three seeds
+        return np.mean([values(kept[ra["id"]]) - values(kept[rb["id"]])
+                        for ra, rb in zip(a, b)], axis=0).mean()
+
+    gap = compare(a, b, "gap", arrays_dir=tmp_path)
+    assert gap.paired_on == "images" and gap.diff == pytest.approx(
+        expected(lambda k: k["test_log_likelihood"] - k["test_elbo"]))
+    level = compare(a, b, "test_kl_z1", arrays_dir=tmp_path)
+    assert level.paired_on == "images" and level.diff == pytest.approx(
+        expected(lambda k: k["test_kl_z1"]))
+    negated = compare(a, b, "-test_elbo", arrays_dir=tmp_path)
+    assert negated.paired_on == "images" and negated.diff == pytest.approx(
+        expected(lambda k: -k["test_elbo"]))
+
+
 def test_markdown_table_formats_headers_notes_and_single_runs():
     rows = [*select(ROWS, label="A"), *select(ROWS, label="B")[:1]]
     table = markdown_table(rows, ["label"], ["test_nll_iw", ("gap", ".1f")],

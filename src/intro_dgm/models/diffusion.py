@@ -245,7 +245,7 @@ class DDGM(AncestralSampling, GenerativeModel):
         mean_p, log_var_p = self.p_mean_variance(z_t, t, eps)
         mean_q, var_q = self.q_posterior(z_t, x, t)
         later = ~first
-        kl = torch.zeros(x.shape[0], device=x.device)
+        kl = torch.zeros(x.shape[0], device=x.device, dtype=mean_q.dtype)  # a float64 model too
         if later.any():
             kl[later] = kl_normal_diag(mean_q[later], var_q[later].log().expand_as(mean_q[later]),
                                        mean_p[later], log_var_p[later].expand_as(mean_q[later]))

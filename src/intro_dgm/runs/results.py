@@ -252,6 +252,26 @@ class Comparison:
         return f"{self.metric}: {self.diff:+.2f} ± {self.se:.2f} (se, {what})"
 
 
+def _example_values(arrays, metric: str):
+    """The per-example values whose mean is ``metric`` (a run's arrays, float64), or
+    ``None`` for a metric without them: :data:`PER_EXAMPLE`; ``gap``, per image the IW bound
+    minus the ELBO; any other stored test term by its own name (``test_kl_z1``, a DDGM's
+    ``test_kl_steps``: the stores keep each, and tests/test_stores.py checks that their
+    means are the metrics); each negated by a leading minus. A missing array: KeyError."""
+    if metric.startswith("-"):
+        values = _example_values(arrays, metric[1:])
+        return None if values is None else -values
+    if metric == "gap":
+        return (arrays["test_log_likelihood"].astype(np.float64)
+                - arrays["test_elbo"].astype(np.float64))
+    if metric in PER_EXAMPLE:
+        key, sign = PER_EXAMPLE[metric]
+        return sign * arrays[key].astype(np.float64)
+    if metric.startswith("test_"):
+        return arrays[metric].astype(np.float64)
+    return None
+
+
 def compare(a: Sequence[dict], b: Sequence[dict], metric: str,
             arrays_dir: str | Path | None = None, *, paired: bool = True) -> Comparison:
     """``metric`` of the runs ``a`` minus that of the runs ``b``.
@@ -274,16 +294,14 @@ def compare(a: Sequence[dict], b: Sequence[dict], metric: str,
         raise ValueError("compare needs at least one run on each side")
     if not isinstance(paired, bool):
         raise ValueError(f"paired must be True or False, got {paired!r}")
-    per_example = PER_EXAMPLE.get(metric)
-    if paired and arrays_dir is not None and per_example is not None and shared:
+    if paired and arrays_dir is not None and shared:
         from .store import load_run_arrays
 
-        key, sign = per_example
         try:
-            d = np.mean([sign * (load_run_arrays(arrays_dir, by_seed_a[s]["id"])[key]
-                                 .astype(np.float64)
-                                 - load_run_arrays(arrays_dir, by_seed_b[s]["id"])[key]
-                                 .astype(np.float64)) for s in shared], axis=0)
+            sides = [(_example_values(load_run_arrays(arrays_dir, by_seed_a[s]["id"]), metric),
+                      _example_values(load_run_arrays(arrays_dir, by_seed_b[s]["id"]), metric))
+                     for s in shared]
+            d = None if sides[0][0] is None else np.mean([x - y for x, y in sides], axis=0)
         except (FileNotFoundError, KeyError):
             d = None
         if d is not None:
