@@ -9,7 +9,10 @@
 #     make rerun-stores        # = sh benchmarks/rerun_stores.sh
 #
 # Run it from a clean checkout of a commit that has landed on main (e.g. a `git worktree`):
-# every row records the commit, whether the tree was dirty and the processor.
+# every row records the commit, whether the tree was dirty and the processor. The NAME_v2
+# files must not be tracked in that checkout (appending to a tracked file makes the tree
+# dirty): to resume from a committed partial file, copy it to an untracked name first
+# (CONTRIBUTING.md, "Re-running a store").
 set -e
 PY=${PY:-.venv/bin/python}
 STORES=src/intro_dgm/stores
