@@ -1,5 +1,6 @@
 # The README's two commands. Each one alone, on a fresh clone, does all the set-up it needs.
-#   make book   install into .venv, build the HTML book with every notebook run in full mode
+#   make book   install into .venv, build the HTML book with every notebook run in full mode,
+#               then check that every number in the pages' text is printed by the page
 #   make test   install into .venv; run every notebook once, alone, as in Colab (the wheel in a
 #               fresh venv, each notebook in an empty folder, fast mode); build the fast book
 #               from those executed notebooks; run the unit tests and open each page of the
@@ -28,8 +29,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[book,test]"
 	touch $(STAMP)
 
+# After the build, the prose check (tools/check_prose.py): every decimal number in a page's
+# text is printed by that page's full-mode run, or marked as quoted, an equation or a constant.
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
+	$(PY) tools/check_prose.py _build/jupyter_execute/notebooks
 	@echo "The book is in _build/html/index.html"
 
 # The browser check needs Debian's chromium: installed with apt-get where there is one;

@@ -7,8 +7,9 @@ import statistics
 import numpy as np
 import pytest
 
-from intro_dgm.protocol import (RunSpec, compare, make_row, markdown_table, metric_value,
-                                save_run_arrays, select, summary)
+from intro_dgm.protocol import (RunSpec, compare, describe, example_table, example_values,
+                                make_row, markdown_rows, markdown_table, metric_value,
+                                save_run_arrays, select, summary, trend)
 
 
 def _row(seed, nll, elbo, prior="standard", label=None, group=None, status="ok"):
@@ -238,3 +239,74 @@ def test_select_across_models_and_a_typo():
     assert select(rows, {"model_config.data_term": "categorical"}) == [ddgm]
     with pytest.raises(ValueError, match="unknown key 'model_config.data_trem'"):
         select(rows, {"model_config.data_trem": "categorical"})
+
+
+def test_image_pairs_report_median_trimmed_share_and_the_unpaired_se(tmp_path):
+    rng = np.random.default_rng(2)
+    a, b = select(ROWS, label="A")[:1], select(ROWS, label="B")[:1]
+    hard = rng.gamma(50.0, 2.0, size=200)  # the images' difficulty, shared by both models
+    la, lb = -hard - rng.normal(0, 1, 200), -hard - rng.normal(0.5, 1, 200)
+    la[0] -= 1000.0  # one image that model A scores terribly: a long tail
+    for row, ll in ((a[0], la), (b[0], lb)):
+        # the validation values: the odd images, without the tail
+        save_run_arrays(tmp_path, row["id"], test_log_likelihood=ll, val_log_likelihood=ll[1::2])
+    c = compare(a, b, "test_nll_iw", arrays_dir=tmp_path)
+    d = -(la - lb)
+    assert c.median == pytest.approx(np.median(d)) and c.positive_share == (d > 0).mean()
+    assert c.trimmed == pytest.approx(np.sort(d)[2:-2].mean())  # 1 % of 200: two each end
+    assert c.diff > 4 and c.trimmed < 0  # the tail flips the sign of the mean, not the rest
+    assert c.se_unpaired == pytest.approx(math.sqrt((la.var(ddof=1) + lb.var(ddof=1)) / 200))
+    val = compare(a, b, "test_nll_iw", arrays_dir=tmp_path, split="val")
+    assert val.n == 100 and val.diff == pytest.approx(-(la[1::2] - lb[1::2]).mean())
+    assert val.se_unpaired > 3 * val.se  # pairing removes the shared difficulty
+    with pytest.raises(ValueError, match="split must be one of test, val"):
+        compare(a, b, "test_nll_iw", arrays_dir=tmp_path, split="train")
+    with pytest.raises(ValueError, match="needs the per-example values"):
+        compare(a, b, "test_nll_iw", split="val")
+    # over seeds, the image-level fields are not defined
+    assert math.isnan(compare(select(ROWS, label="A"), select(ROWS, label="B"),
+                              "test_nll_iw").median)
+
+
+def test_example_values_describe_and_the_example_table(tmp_path):
+    row = select(ROWS, label="A")[0]
+    ll = -np.arange(1.0, 201.0)
+    ll[-1] = -1e6
+    save_run_arrays(tmp_path, row["id"], test_log_likelihood=ll, test_elbo=ll - 2.0)
+    nll = example_values(row, "test_nll_iw", tmp_path)
+    assert nll.dtype == np.float64 and nll.tolist() == (-ll).tolist()
+    assert example_values(row, "gap", tmp_path).tolist() == [2.0] * 200
+    d = describe(nll)
+    assert (d.n, d.median) == (200, 100.5) and d.mean == pytest.approx(-ll.mean())
+    assert d.trimmed == pytest.approx(np.arange(3.0, 199.0).mean())  # 2 cut at each end
+    assert d.se == pytest.approx(nll.std(ddof=1) / math.sqrt(200))
+    assert f"{d:.1f}" == f"{d.mean:.1f} (median 100.5, trimmed 100.5)"
+    with pytest.raises(ValueError, match="keeps no per-example val values"):
+        example_values(row, "test_nll_iw", tmp_path, split="val")
+    with pytest.raises(ValueError, match="finite"):
+        describe([1.0, math.inf])
+    table = example_table([row], ["test_nll_iw"], tmp_path, headers={"label": "model",
+                                                                     "test_nll_iw": "NLL"})
+    assert table.splitlines()[0] == ("| model | runs | NLL, mean | NLL, median "
+                                     "| NLL, trimmed mean |")
+    assert table.splitlines()[2] == f"| A | 1 | {d.mean:,.2f} | 100.50 | 100.50 |"
+    with pytest.raises(ValueError, match="statistics must be among"):
+        example_table([row], ["test_nll_iw"], tmp_path, ["mode"])
+
+
+def test_trend_is_the_slope_at_the_end_of_a_curve_and_its_noise():
+    rng = np.random.default_rng(3)
+    noise = rng.normal(0, 0.5, 200)
+    curve = np.r_[np.linspace(200, 100, 170), np.linspace(100, 97, 30)] + noise
+    t = trend(curve, last=30)
+    # the last 30 points fall 3 nats over 29 steps; white noise of sd 0.5
+    assert t.slope == pytest.approx(-3 / 29, abs=0.04) and t.noise == pytest.approx(0.5, rel=0.3)
+    with pytest.raises(ValueError, match="fewer than last=30"):
+        trend(curve[:10])
+
+
+def test_markdown_rows_lays_out_given_cells():
+    assert markdown_rows(["a", "b"], [[1, "x"], ["2.50", "y"]]).splitlines() == [
+        "| a | b |", "|---|---|", "| 1 | x |", "| 2.50 | y |"]
+    with pytest.raises(ValueError, match="row 0 has 1 cells, the headers 2"):
+        markdown_rows(["a", "b"], [[1]])

@@ -37,16 +37,18 @@ from .runs.runner import Run, environment, run, run_and_store, run_missing
 from .runs.spec import DATA_FIELDS, RunSpec, resolved_config, train_config_from_dict
 from .runs.store import (STORES_DIR, ResultsStore, load_measurement, load_run_arrays, make_row,
                          open_store, save_run_arrays, state_arrays, store_path, stored_model)
+from .runs.examples import ExampleSummary, Trend, describe, example_values, trend
 from .runs.results import (DERIVED, Comparison, Summary, compare, metric_value,
                            rank_correlation, ranked, select, spec_value, summary,
                            varying_keys)
-from .runs.tables import markdown_table, summarise
+from .runs.tables import example_table, markdown_rows, markdown_table, summarise
 
 __all__ = ["ENCODER_KEYS", "EXTRA_METRICS", "METRIC_KEYS", "count_parameters", "evaluate",
            "evaluate_per_example", "gallery", "mean_image_mse", "Run", "environment", "run",
            "run_and_store", "run_missing", "DATA_FIELDS", "RunSpec", "resolved_config", "train_config_from_dict",
            "ResultsStore", "load_run_arrays", "make_row", "save_run_arrays", "STORES_DIR",
            "open_store", "store_path", "state_arrays", "stored_model", "load_measurement",
-           "markdown_table",
+           "markdown_table", "example_table", "markdown_rows", "ExampleSummary", "Trend",
+           "describe", "example_values", "trend",
            "spec_value", "summarise", "varying_keys", "DERIVED", "Comparison", "Summary",
            "compare", "metric_value", "rank_correlation", "ranked", "select", "summary"]

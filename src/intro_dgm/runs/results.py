@@ -12,7 +12,10 @@ r"""The results layer: what a page does with the rows of a store, written once.
   metric's mean, and the rank correlation of two metrics' means across labels;
 * :func:`compare` -- the difference of a metric between two sets of runs, with its standard
   error: paired on per-example values where the store keeps them (image by image, averaged
-  over the seeds both sets share), over seeds otherwise; :class:`Comparison` says which.
+  over the seeds both sets share), over seeds otherwise; :class:`Comparison` says which;
+* per-example values, a long tail's summaries and a curve's end are
+  :mod:`intro_dgm.runs.examples` (:func:`~intro_dgm.runs.examples.example_values`,
+  :func:`~intro_dgm.runs.examples.describe`, :func:`~intro_dgm.runs.examples.trend`).
 
 Tables of many groups are :func:`~intro_dgm.runs.tables.markdown_table`, which takes derived
 metric names too.
@@ -30,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..models import model_entry
+from .examples import _example_values, _split_view, _trimmed_mean
 from .spec import _field_default, _plain
 
 def _diffusion_log_snr(row: dict):
@@ -57,10 +61,6 @@ DERIVED: dict[str, Callable[[dict], float]] = {
     "negative_log_snr_steps": lambda row: int((_diffusion_log_snr(row) < 0).sum()),
     "z1_noise_sd": lambda row: math.sqrt(1 / (1 + math.exp(float(_diffusion_log_snr(row)[0])))),
 }
-#: metric -> (per-example array, sign): the metric is ``sign * mean(array)``
-PER_EXAMPLE = {"test_nll_iw": ("test_log_likelihood", -1.0), "test_elbo": ("test_elbo", 1.0),
-               "neg_elbo": ("test_elbo", -1.0), "test_rec": ("test_rec", 1.0),
-               "test_kl": ("test_kl", 1.0)}
 
 
 def spec_value(row: dict, key: str):
@@ -238,6 +238,14 @@ class Comparison:
     n: int
     paired_on: str
     seeds: int
+    #: paired on images only (NaN otherwise): the median and the trimmed mean (``trim`` of
+    #: the per-image differences cut at each end) of the differences, the share of images
+    #: where ``a - b > 0``, and the standard error had the two sides been independent,
+    #: sqrt((var_a + var_b) / N), what pairing saves
+    median: float = math.nan
+    trimmed: float = math.nan
+    positive_share: float = math.nan
+    se_unpaired: float = math.nan
 
     @property
     def z(self) -> float:
@@ -252,28 +260,9 @@ class Comparison:
         return f"{self.metric}: {self.diff:+.2f} ± {self.se:.2f} (se, {what})"
 
 
-def _example_values(arrays, metric: str):
-    """The per-example values whose mean is ``metric`` (a run's arrays, float64), or
-    ``None`` for a metric without them: :data:`PER_EXAMPLE`; ``gap``, per image the IW bound
-    minus the ELBO; any other stored test term by its own name (``test_kl_z1``, a DDGM's
-    ``test_kl_steps``: the stores keep each, and tests/test_stores.py checks that their
-    means are the metrics); each negated by a leading minus. A missing array: KeyError."""
-    if metric.startswith("-"):
-        values = _example_values(arrays, metric[1:])
-        return None if values is None else -values
-    if metric == "gap":
-        return (arrays["test_log_likelihood"].astype(np.float64)
-                - arrays["test_elbo"].astype(np.float64))
-    if metric in PER_EXAMPLE:
-        key, sign = PER_EXAMPLE[metric]
-        return sign * arrays[key].astype(np.float64)
-    if metric.startswith("test_"):
-        return arrays[metric].astype(np.float64)
-    return None
-
-
 def compare(a: Sequence[dict], b: Sequence[dict], metric: str,
-            arrays_dir: str | Path | None = None, *, paired: bool = True) -> Comparison:
+            arrays_dir: str | Path | None = None, *, paired: bool = True,
+            split: str = "test", trim: float = 0.01) -> Comparison:
     """``metric`` of the runs ``a`` minus that of the runs ``b``.
 
     With ``arrays_dir`` (the store's, :attr:`~intro_dgm.runs.store.ResultsStore.arrays_dir`)
@@ -285,7 +274,9 @@ def compare(a: Sequence[dict], b: Sequence[dict], metric: str,
     paired; with different seeds: Welch's standard error of two independent means.
     ``paired=False`` asks for Welch's standard error whatever the seeds (what a reader who
     has only the two summaries would compute; a paired se is usually smaller, as shared
-    seeds share their luck).
+    seeds share their luck). ``split="val"`` pairs on the validation images' values instead
+    (stores that keep them); ``trim`` is the share cut at each end for
+    :attr:`Comparison.trimmed`.
     """
     by_seed_a = {r["spec"]["seed"]: r for r in a}
     by_seed_b = {r["spec"]["seed"]: r for r in b}
@@ -298,15 +289,23 @@ def compare(a: Sequence[dict], b: Sequence[dict], metric: str,
         from .store import load_run_arrays
 
         try:
-            sides = [(_example_values(load_run_arrays(arrays_dir, by_seed_a[s]["id"]), metric),
-                      _example_values(load_run_arrays(arrays_dir, by_seed_b[s]["id"]), metric))
-                     for s in shared]
+            sides = [tuple(_example_values(_split_view(load_run_arrays(arrays_dir, r["id"]),
+                                                       split), metric)
+                           for r in (by_seed_a[s], by_seed_b[s])) for s in shared]
             d = None if sides[0][0] is None else np.mean([x - y for x, y in sides], axis=0)
         except (FileNotFoundError, KeyError):
             d = None
         if d is not None:
+            xa, xb = (np.mean([side[i] for side in sides], axis=0) for i in (0, 1))
             return Comparison(metric, float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size)),
-                              int(d.size), "images", len(shared))
+                              int(d.size), "images", len(shared),
+                              median=float(np.median(d)), trimmed=_trimmed_mean(d, trim),
+                              positive_share=float((d > 0).mean()),
+                              se_unpaired=float(math.sqrt((xa.var(ddof=1) + xb.var(ddof=1))
+                                                          / d.size)))
+    if split != "test":
+        raise ValueError(f"split={split!r} needs the per-example values of both sides: "
+                         "give the store's arrays_dir")
     if paired and len(shared) > 1 and len(shared) == len(a) == len(b):
         d = [metric_value(by_seed_a[s], metric) - metric_value(by_seed_b[s], metric)
              for s in shared]

@@ -1,7 +1,9 @@
 """Tables of a results store: every group of rows (by the spec keys that vary, or those
 given) summarised as mean and sd over its seeds, for stored and derived metrics
-(:func:`summarise`, :func:`markdown_table`). Selecting rows and naming metrics is the
-results layer's (:mod:`intro_dgm.runs.results`).
+(:func:`summarise`, :func:`markdown_table`); runs' per-example values summarised by mean,
+median and trimmed mean (:func:`example_table`); and a table of cells computed elsewhere
+(:func:`markdown_rows`). Selecting rows and naming metrics is the results layer's
+(:mod:`intro_dgm.runs.results`).
 """
 from __future__ import annotations
 
@@ -9,6 +11,9 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
+from .examples import describe, example_values
 from .results import metric_value, spec_value, varying_keys
 
 
@@ -120,3 +125,56 @@ def _has(row: dict, metric: str) -> bool:
     except (ValueError, KeyError):
         return False
     return True
+
+
+#: what :func:`example_table` can show of a metric's per-example values
+STATISTICS = {"mean": "mean", "median": "median", "trimmed": "trimmed mean", "se": "se"}
+
+
+def example_table(rows: Sequence[dict], metrics: Sequence[str], arrays_dir,
+                  statistics_: Sequence[str] = ("mean", "median", "trimmed"), *,
+                  by: str = "label", split: str = "test", trim: float = 0.01,
+                  digits: int = 2, headers: Mapping[str, str] | None = None,
+                  order: Sequence | None = None) -> str:
+    """A markdown table, one line per value of ``by`` (the runs' labels): for each metric,
+    the chosen statistics (:data:`STATISTICS`) of its per-example values on the ``split``
+    images (:func:`~intro_dgm.runs.results.example_values`), each image's value averaged
+    over the group's seeds first. The trimmed mean cuts ``trim`` at each end."""
+    for name in statistics_:
+        if name not in STATISTICS:
+            raise ValueError(f"statistics must be among {', '.join(STATISTICS)}; got {name!r}")
+    groups: dict = {}
+    for r in rows:
+        if r["status"] == "ok":
+            groups.setdefault(spec_value(r, by), []).append(r)
+    keys = list(groups)
+    if order is not None:
+        rank = {value: i for i, value in enumerate(order)}
+        keys.sort(key=lambda key: rank.get(key, len(rank)))
+    headers = dict(headers or {})
+    head = [headers.get(by, by.split(".")[-1]), "runs"] + [
+        f"{headers.get(m, m)}, {STATISTICS[st]}" for m in metrics for st in statistics_]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key in keys:
+        cells = [str(key), str(len(groups[key]))]
+        for m in metrics:
+            per_image = np.mean([example_values(r, m, arrays_dir, split)
+                                 for r in groups[key]], axis=0)
+            d = describe(per_image, trim)
+            cells += [f"{getattr(d, st):,.{digits}f}" for st in statistics_]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown_rows(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
+    """A markdown table of cells computed elsewhere (strings, or numbers shown as given):
+    for what no store row holds, such as a paper's numbers beside ours or scores computed
+    from per-example arrays. Every row must have one cell per header."""
+    if not headers:
+        raise ValueError("headers must name at least one column")
+    lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "---|" * len(headers)]
+    for i, row in enumerate(rows):
+        if len(row) != len(headers):
+            raise ValueError(f"row {i} has {len(row)} cells, the headers {len(headers)}")
+        lines.append("| " + " | ".join(map(str, row)) + " |")
+    return "\n".join(lines)
