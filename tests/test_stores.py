@@ -14,7 +14,7 @@ import pytest
 
 from intro_dgm.runs.store import STORES_DIR, load_run_arrays, open_store
 
-NEW_EVALUATION = ("diffusion", "digits", "hierarchical", "posteriors", "priors")
+NEW_EVALUATION = ("diffusion", "digits", "fashion", "hierarchical", "posteriors", "priors")
 RTOL = 1e-6
 #: metric -> (per-example array, sign): the metric is sign * mean(array)
 RECOMPUTED = {"test_nll_iw": ("test_log_likelihood", -1.0), "test_elbo": ("test_elbo", 1.0),
