@@ -29,9 +29,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[book,test]"
 	touch $(STAMP)
 
-# After the build, the prose check (tools/check_prose.py): every decimal number in a page's
-# text is printed by that page's full-mode run, or marked as quoted, an equation or a constant.
+# First the notebooks run into jupyter-book's cache two at a time (tools/execute_book.py;
+# one CPU thread each), so the build only renders them. After the build, the prose check
+# (tools/check_prose.py): every decimal number in a page's text is printed by that page's
+# full-mode run, or marked as quoted, an equation or a constant.
 book: $(STAMP)
+	$(PY) tools/execute_book.py || true  # a failure is reported again by the build below
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 	$(PY) tools/check_prose.py _build/jupyter_execute/notebooks
 	@echo "The book is in _build/html/index.html"
