@@ -1,6 +1,6 @@
 """Execute the book's notebooks into jupyter-book's cache, several at a time.
 
-    python tools/execute_book.py [--jobs N] [--timeout SECONDS] [--cache DIR]
+    python tools/execute_book.py [--jobs N] [--timeout SECONDS] [--cache DIR] [--root DIR]
 
 `jupyter-book build` (``execute_notebooks: cache`` in _config.yml) runs the notebooks one
 after another, and each page trains on one CPU thread (``notebook_setup``), so on a machine
@@ -43,11 +43,12 @@ def _execute(path: str, timeout: int) -> tuple[str, object, float, str | None]:
     return path, nb, result.time, error
 
 
-def _timeout_from_config() -> int:
+def _timeout_from_config(root: Path) -> int:
     import yaml
 
-    config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    return int(config.get("execute", {}).get("timeout", 900))
+    path = root / "_config.yml"
+    config = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    return int((config or {}).get("execute", {}).get("timeout", 900))
 
 
 def main(argv=None) -> int:
@@ -58,16 +59,21 @@ def main(argv=None) -> int:
                         help="seconds a cell may run (default: _config.yml's execute.timeout)")
     parser.add_argument("--cache", type=Path, default=CACHE,
                         help=f"the jupyter-cache folder (default: {CACHE.relative_to(ROOT)})")
+    parser.add_argument("--root", type=Path, default=ROOT,
+                        help="the book's folder, whose notebooks/*.ipynb run (default: this "
+                             "repository)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
-    timeout = args.timeout or _timeout_from_config()
+    if not (args.root / "notebooks").is_dir():
+        parser.error(f"--root must be a folder with a notebooks/ folder, got {args.root}")
+    timeout = args.timeout or _timeout_from_config(args.root)
 
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
 
     cache = get_cache(str(args.cache))
-    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    notebooks = sorted((args.root / "notebooks").glob("*.ipynb"))
     todo = []
     for path in notebooks:
         try:
@@ -84,7 +90,9 @@ def main(argv=None) -> int:
             name = Path(path).name
             if error is not None:
                 failed.append(name)
-                print(f"  {name}: FAILED after {seconds:.1f} s ({error.splitlines()[0]}); "
+                # the error's last line names the exception the notebook raised
+                last = [line for line in error.splitlines() if line.strip()][-1]
+                print(f"  {name}: FAILED after {seconds:.1f} s ({last.strip()}); "
                       "the build will run it again", flush=True)
                 continue
             cache.cache_notebook_bundle(CacheBundleIn(nb, path,
