@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml
 book: $(STAMP)
 	$(PY) tools/execute_book.py || true  # a failure is reported again by the build below
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
-	$(PY) tools/check_prose.py _build/jupyter_execute/notebooks
+	$(PY) tools/check_prose.py notebooks --cache _build/.jupyter_cache
 	@echo "The book is in _build/html/index.html"
 
 # The browser check needs Debian's chromium: installed with apt-get where there is one;

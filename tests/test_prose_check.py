@@ -55,3 +55,35 @@ def test_the_command_line_exits_1_on_a_missing_number(tmp_path, capsys):
     assert "prose check: 1 numbers checked in 1 pages, 1 not printed" in out
     _page(tmp_path, "The test NLL is 93.06 nats.", "NLL 93.06\n")
     assert check_prose.main([str(tmp_path)]) == 0
+
+
+def test_outputs_can_come_from_the_build_cache(tmp_path, capsys):
+    # what `make book` checks: the source notebook, its outputs from jupyter-book's cache
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    (tmp_path / "notebooks").mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_markdown_cell("The NLL is 93.06 nats."),
+                nbformat.v4.new_code_cell("print(93.06)")]
+    path = tmp_path / "notebooks" / "page.ipynb"
+    nbformat.write(nb, path)  # the source: no outputs
+    cache_dir = tmp_path / "cache"
+    argv = [str(tmp_path / "notebooks"), "--cache", str(cache_dir)]
+    assert check_prose.main(argv[:1]) == 1  # without the cache: nothing printed
+    capsys.readouterr()
+    executed = nbformat.v4.new_notebook(metadata=nb.metadata, cells=[
+        nb.cells[0], nbformat.v4.new_code_cell(
+            "print(93.06)", outputs=[nbformat.v4.new_output("stream", text="93.06\n")])])
+    get_cache(str(cache_dir)).cache_notebook_bundle(CacheBundleIn(executed, str(path)),
+                                                    check_validity=False)
+    assert check_prose.main(argv) == 0
+    assert "1 numbers checked in 1 pages, 0 not printed" in capsys.readouterr().out
+    # a page the cache holds no run of is an error, not a pass
+    nb.cells[1].source = "print(93.07)"
+    nbformat.write(nb, path)
+    assert check_prose.main(argv) == 2
+    assert "has no run in" in capsys.readouterr().err

@@ -1,9 +1,12 @@
 """Prose tied to outputs: every decimal number in a page's text must be printed by that page.
 
     python tools/check_prose.py EXECUTED_DIR [--report FILE]
+    python tools/check_prose.py notebooks --cache _build/.jupyter_cache   # after make book
 
-EXECUTED_DIR holds the executed notebooks (a full-mode `make book` leaves them in
-_build/jupyter_execute/notebooks/). For each notebook, every
+EXECUTED_DIR holds the executed notebooks. With ``--cache``, the folder holds the source
+notebooks and each one's outputs come from that jupyter-cache (where a full-mode `make book`
+keeps them: a notebook the build takes from its cache is written to _build/jupyter_execute
+without its outputs). For each notebook, every
 decimal number in its markdown cells (outside math, code spans, links and citations) must
 appear in that notebook's own outputs, as printed (the sign aside: prose writes −1.5 where
 code prints -1.5). A number that no computation of the page produced carries a mark right
@@ -72,8 +75,19 @@ def _citation_keys(bib: Path) -> set[str]:
     return set(re.findall(r"@\w+\{\s*([^,\s]+)\s*,", bib.read_text())) if bib.exists() else set()
 
 
-def check_notebook(path: Path, keys: set[str]) -> PageReport:
-    cells = json.loads(path.read_text())["cells"]
+def _executed_cells(path: Path, cache) -> list:
+    """The cells of notebook ``path`` with their outputs: as stored, or from ``cache`` (a
+    jupyter-cache) by the same lookup myst-nb makes; KeyError when it holds no run."""
+    if cache is None:
+        return json.loads(path.read_text())["cells"]
+    import nbformat
+
+    _, merged = cache.merge_match_into_notebook(nbformat.read(path, as_version=4))
+    return merged.cells
+
+
+def check_notebook(path: Path, keys: set[str], cache=None) -> PageReport:
+    cells = _executed_cells(path, cache)
     printed = _outputs(cells)
     report = PageReport(path.stem)
     for cell in cells:
@@ -101,7 +115,9 @@ def check_notebook(path: Path, keys: set[str]) -> PageReport:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("executed", type=Path, help="folder of executed notebooks")
+    parser.add_argument("executed", type=Path, help="folder of executed notebooks (or, with "
+                        "--cache, of the source notebooks)")
+    parser.add_argument("--cache", type=Path, help="a jupyter-cache folder holding the runs")
     parser.add_argument("--bib", type=Path, default=ROOT / "references.bib")
     parser.add_argument("--report", type=Path, help="write the per-page findings as JSON")
     args = parser.parse_args(argv)
@@ -110,7 +126,23 @@ def main(argv=None) -> int:
         print(f"check_prose: no executed notebooks in {args.executed}", file=sys.stderr)
         return 2
     keys = _citation_keys(args.bib)
-    reports = [check_notebook(p, keys) for p in paths]
+    cache = None
+    if args.cache is not None:
+        from jupyter_cache import get_cache
+
+        if not args.cache.is_dir():
+            print(f"check_prose: --cache must be a jupyter-cache folder, got {args.cache}",
+                  file=sys.stderr)
+            return 2
+        cache = get_cache(str(args.cache))
+    reports = []
+    for p in paths:
+        try:
+            reports.append(check_notebook(p, keys, cache))
+        except KeyError:
+            print(f"check_prose: {p.name} has no run in {args.cache} (was it executed?)",
+                  file=sys.stderr)
+            return 2
     for r in reports:
         for item in r.missing:
             print(f"{r.name}: not printed by the page: {item}")
