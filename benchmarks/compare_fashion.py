@@ -25,9 +25,9 @@ p(z1|z2), p(x|z1, z2): ``top-down`` with ``decoder_uses_top``).
 
 After the four runs, the test images in the worst 1 % of any model (by the stored
 estimate) are scored again by every model with ``TAIL_K`` = 5,000 importance samples
-(:func:`rescore_tail`, ``fashion_arrays/tail.npz``, a few seconds per model): an IW estimate
-is biased low, most where the posterior fits worst, so the page can show how much of the
-long left tail is the estimator's.
+(:func:`rescore_tail`, ``fashion_arrays/tail.npz``, about 15 s per model on 2 CPU
+threads): an IW estimate is biased low, most where the posterior fits worst, so the page
+can show how much of the long left tail is the estimator's.
 
 Beside each row of ``src/intro_dgm/stores/fashion_results.jsonl``, ``src/intro_dgm/stores/fashion_arrays/<id>.npz``
 holds what the page plots without training: the per-example test log-likelihoods, the
